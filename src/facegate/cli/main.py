@@ -2,11 +2,22 @@
 
 import click
 
+from facegate.cli.evaluate import evaluate
+from facegate.cli.images import compare, detect
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="facegate")
 def cli() -> None:
-    """facegate: self-hosted face recognition with the Rekognition face API."""
+    """facegate: self-hosted face recognition with the Rekognition face API.
+
+    Every command has --help with an example.
+    """
+
+
+cli.add_command(detect)
+cli.add_command(compare)
+cli.add_command(evaluate)
 
 
 def main() -> None:

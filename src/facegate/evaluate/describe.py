@@ -1,0 +1,124 @@
+"""Turn many photo files into descriptors, on every core, with a progress bar.
+
+Evaluation must run through the engine users get, so this only orchestrates: one engine
+per worker process (models load once each), BLAS pinned to one thread per worker so the
+workers don't fight over cores. Photos where no face is found are returned with
+``descriptor=None`` and counted, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from facegate.engine.errors import ImageRejected
+from facegate.engine.image import decode_image
+from facegate.engine.pipeline import load_engine
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which engine configuration to evaluate (see ``load_engine``)."""
+
+    detector: str = "hog"
+    embedder: str = "dlib"
+    flip_fusion: bool = False
+
+
+@dataclass(frozen=True)
+class PhotoDescription:
+    """One photo's outcome: ``descriptor`` is None when no face was found or the image was rejected."""
+
+    path: str
+    descriptor: np.ndarray | None
+    faces_found: int
+    error: str | None = None
+
+
+def choose_face_index(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int, policy: str) -> int:
+    """Which detected face a photo is "of". ``largest`` is what CompareFaces and
+    SearchFacesByImage use; ``center`` is the LFW convention (the named person is centred)."""
+    if policy == "largest":
+        return max(range(len(boxes)), key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]))
+    cx, cy = width / 2, height / 2
+    return min(
+        range(len(boxes)),
+        key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - cx) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - cy) ** 2,
+    )
+
+
+def describe_one(path: str, choice: EngineChoice, policy: str) -> PhotoDescription:
+    """Decode, detect and embed one photo file through the engine."""
+    engine = load_engine(choice.detector, choice.embedder, choice.flip_fusion)
+    try:
+        image = decode_image(Path(path).read_bytes())
+    except ImageRejected as exc:
+        return PhotoDescription(path, None, 0, f"{type(exc).__name__}: {exc}")
+    faces = engine.detect(image, details=False)
+    if not faces:
+        return PhotoDescription(path, None, 0)
+    boxes = [(f.detection.box.left, f.detection.box.top, f.detection.box.right, f.detection.box.bottom) for f in faces]
+    chosen = faces[choose_face_index(boxes, image.width, image.height, policy)]
+    return PhotoDescription(path, engine.embed(image, [chosen])[0], len(faces))
+
+
+def _describe_chunk(args: tuple[list[str], EngineChoice, str]) -> list[PhotoDescription]:
+    paths, choice, policy = args
+    return [describe_one(p, choice, policy) for p in paths]
+
+
+def describe_photos(
+    paths: Sequence[str],
+    choice: EngineChoice = EngineChoice(),
+    policy: str = "largest",
+    workers: int | None = None,
+    label: str = "describing photos",
+    show_progress: bool | None = None,
+) -> list[PhotoDescription]:
+    """Descriptions in the order of ``paths``. The bar shows on a terminal only, unless forced."""
+    workers = workers or os.cpu_count() or 1
+    chunks = [list(paths[i : i + 16]) for i in range(0, len(paths), 16)]
+    results: list[PhotoDescription] = []
+    with _progress(show_progress) as progress:
+        task = progress.add_task(label, total=len(paths))
+        for batch in _map(chunks, choice, policy, workers):
+            results.extend(batch)
+            progress.advance(task, len(batch))
+    return results
+
+
+def _map(chunks: list[list[str]], choice: EngineChoice, policy: str, workers: int) -> Iterator[list[PhotoDescription]]:
+    if workers <= 1:
+        yield from (_describe_chunk((c, choice, policy)) for c in chunks)
+        return
+    # OPENBLAS_NUM_THREADS must be set before numpy loads in the child: spawn, not fork.
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    env_before = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            yield from pool.map(_describe_chunk, [(c, choice, policy) for c in chunks])
+    finally:
+        if env_before is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = env_before
+
+
+def _progress(show: bool | None) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not (show if show is not None else os.isatty(2)),
+        transient=False,
+    )
