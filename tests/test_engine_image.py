@@ -95,7 +95,9 @@ def test_cmyk_jpeg_decodes_and_its_face_is_found(face_photo):
 
 def test_sixteen_bit_greyscale_png_keeps_its_contrast_and_face(face_photo):
     grey16 = (np.asarray(face_photo.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
-    data = encode(Image.fromarray(grey16, mode="I;16"), "PNG")
+    sixteen_bit = Image.fromarray(grey16)
+    assert sixteen_bit.mode.startswith("I;16")
+    data = encode(sixteen_bit, "PNG")
     pixels = decode_image(data).pixels
     assert pixels.dtype == np.uint8 and pixels.max() > 200 and pixels.min() < 60
     assert np.array_equal(pixels[:, :, 0], np.asarray(face_photo.convert("L")))
