@@ -30,7 +30,7 @@ quick: $(STAMP)
 # dlib-bin already provides dlib and face_recognition would otherwise build dlib from source.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt face_recognition
-	$(BIN)/facegate bench all --out benchmarks/results
+	$(BIN)/facegate bench engine --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

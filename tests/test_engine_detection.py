@@ -118,3 +118,13 @@ def test_blur_lowers_sharpness_and_darkening_lowers_brightness(engine, portrait)
     assert 0 <= face.quality.sharpness <= 100 and 0 <= face.quality.brightness <= 100
     assert measure_quality(blurred, box).sharpness < face.quality.sharpness / 2
     assert measure_quality(darker, box).brightness < face.quality.brightness * 0.5
+
+
+def test_a_face_that_fills_the_frame_is_still_found(engine, portrait):
+    box = engine.detect(portrait, details=False)[0].detection.box
+    tight = Image.fromarray(portrait.pixels).crop((int(box.left), int(box.top), int(box.right), int(box.bottom)))
+    tight = tight.resize((200, 200))
+    faces = engine.detect(decode_image(encode(tight, "PNG")), details=False)
+    assert len(faces) == 1
+    found = faces[0].detection.box
+    assert found.left > -60 and found.right < 260  # mapped back from the padded search to this image

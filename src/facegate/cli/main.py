@@ -2,6 +2,7 @@
 
 import click
 
+from facegate.cli.bench import bench
 from facegate.cli.evaluate import evaluate
 from facegate.cli.images import compare, detect
 
@@ -18,6 +19,7 @@ def cli() -> None:
 cli.add_command(detect)
 cli.add_command(compare)
 cli.add_command(evaluate)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -8,11 +8,14 @@ workers don't fight over cores. Photos where no face is found are returned with
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from facegate.engine.errors import ImageRejected
 from facegate.engine.image import decode_image
 from facegate.engine.pipeline import load_engine
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,6 @@ def describe_one(path: str, choice: EngineChoice, policy: str) -> PhotoDescripti
     return PhotoDescription(path, engine.embed(image, [chosen])[0], len(faces))
 
 
-def _describe_chunk(args: tuple[list[str], EngineChoice, str]) -> list[PhotoDescription]:
-    paths, choice, policy = args
-    return [describe_one(p, choice, policy) for p in paths]
-
-
 def describe_photos(
     paths: Sequence[str],
     choice: EngineChoice = EngineChoice(),
@@ -81,31 +81,52 @@ def describe_photos(
     label: str = "describing photos",
     show_progress: bool | None = None,
 ) -> list[PhotoDescription]:
-    """Descriptions in the order of ``paths``. The bar shows on a terminal only, unless forced."""
+    """Descriptions in the order of ``paths``, computed on ``workers`` processes (default: all cores)."""
+    work = functools.partial(describe_one, choice=choice, policy=policy)
+    return map_photos(work, paths, workers, label, show_progress)
+
+
+def map_photos(
+    work: Callable[[str], T],
+    paths: Sequence[str],
+    workers: int | None = None,
+    label: str = "photos",
+    show_progress: bool | None = None,
+) -> list[T]:
+    """``[work(p) for p in paths]`` on several processes, in order, with a progress bar on a terminal.
+
+    ``work`` must be picklable (a module-level function or a partial of one).
+    """
     workers = workers or os.cpu_count() or 1
-    chunks = [list(paths[i : i + 16]) for i in range(0, len(paths), 16)]
-    results: list[PhotoDescription] = []
+    chunks = [list(paths[i : i + _CHUNK]) for i in range(0, len(paths), _CHUNK)]
+    results: list[T] = []
     with _progress(show_progress) as progress:
         task = progress.add_task(label, total=len(paths))
-        for batch in _map(chunks, choice, policy, workers):
+        for batch in _map_chunks(work, chunks, workers):
             results.extend(batch)
             progress.advance(task, len(batch))
     return results
 
 
-def _map(chunks: list[list[str]], choice: EngineChoice, policy: str, workers: int) -> Iterator[list[PhotoDescription]]:
-    if workers <= 1:
-        yield from (_describe_chunk((c, choice, policy)) for c in chunks)
-        return
-    # OPENBLAS_NUM_THREADS must be set before numpy loads in the child: spawn, not fork.
-    import multiprocessing
+_CHUNK = 16
 
+
+def _run_chunk(work: Callable[[str], T], chunk: list[str]) -> list[T]:
+    return [work(p) for p in chunk]
+
+
+def _map_chunks(work: Callable[[str], T], chunks: list[list[str]], workers: int) -> Iterator[list[T]]:
+    if workers <= 1:
+        yield from (_run_chunk(work, c) for c in chunks)
+        return
+    # Workers share the cores, so each gets one BLAS thread. The variable must be set
+    # before numpy loads in the child, hence spawn (not fork) and the environment.
     context = multiprocessing.get_context("spawn")
     env_before = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            yield from pool.map(_describe_chunk, [(c, choice, policy) for c in chunks])
+            yield from pool.map(functools.partial(_run_chunk, work), chunks)
     finally:
         if env_before is None:
             os.environ.pop("OPENBLAS_NUM_THREADS", None)
@@ -120,5 +141,13 @@ def _progress(show: bool | None) -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         disable=not (show if show is not None else os.isatty(2)),
-        transient=False,
     )
+
+
+def count_faces(path: str, detector: str = "hog") -> int:
+    """How many faces the engine detects in one photo file (0 when the image is rejected)."""
+    try:
+        image = decode_image(Path(path).read_bytes())
+    except ImageRejected:
+        return 0
+    return len(load_engine(detector).detect(image, details=False))

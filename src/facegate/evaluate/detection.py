@@ -75,3 +75,24 @@ def score_detections(labelled: list[PixelBox], detected: list[PixelBox]) -> Dete
             used_truth.add(i)
             used_detection.add(j)
     return DetectionScore(len(labelled), len(detected), len(used_truth))
+
+
+def detection_rates_by_group(
+    photos: list[tuple[str, int]], groups: dict[str, str]
+) -> dict[str, dict[str, float | int]]:
+    """Per-group detection on single-face crops, from (path, faces found) pairs.
+
+    Every crop holds exactly one face, so a photo with at least one detection counts
+    towards recall, and any detection beyond the first is a false positive.
+    """
+    out: dict[str, dict[str, float | int]] = {}
+    for group in sorted(set(groups.values())):
+        found = [n for path, n in photos if groups.get(path) == group]
+        hits = sum(1 for n in found if n > 0)
+        detections = sum(found)
+        out[group] = {
+            "photos": len(found),
+            "recall": hits / len(found) if found else float("nan"),
+            "precision": hits / detections if detections else float("nan"),
+        }
+    return out

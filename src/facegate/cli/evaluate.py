@@ -1,0 +1,124 @@
+"""``facegate evaluate``: measure accuracy through the same engine users get."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from facegate.engine.pipeline import load_engine
+from facegate.evaluate.describe import EngineChoice
+
+_existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@click.group()
+def evaluate() -> None:
+    """Measure verification accuracy and error rates on labelled photos."""
+
+
+@evaluate.command("lfw")
+@click.argument("pairs_file", type=_existing_file)
+@click.argument("images_dir", type=_existing_dir)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (pairs, folds, accuracy, fmr, fnmr, ...).")
+@click.option("--detector", type=click.Choice(["hog", "mmod"]), default="hog", show_default=True)
+@click.option(
+    "--fit-calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also fit the distance-to-similarity calibration on these pairs and write it here.",
+)
+def lfw(pairs_file: Path, images_dir: Path, as_json: bool, detector: str, fit_calibration: Path | None) -> None:
+    """k-fold verification accuracy on an LFW-format pairs file.
+
+    PAIRS_FILE starts with "folds<TAB>pairs_per_class"; photos are read from
+    IMAGES_DIR/Name/Name_NNNN.jpg. Each fold's threshold is chosen on the other folds.
+
+    \b
+    Example:
+      facegate evaluate lfw ../shared/faces/lfw_erstrong/_labels/pairs.txt \\
+          ../shared/faces/lfw_erstrong --json
+    """
+    from facegate.evaluate.lfw import describe_lfw, lfw_report
+
+    choice = EngineChoice(detector=detector)
+    engine = load_engine(choice.detector, choice.embedder, choice.flip_fusion)
+    result = describe_lfw(pairs_file, images_dir, choice)
+    calibration = engine.calibration
+    if fit_calibration is not None:
+        from facegate.evaluate.calibration_fit import fit_calibration_from_pairs
+
+        calibration = fit_calibration_from_pairs(result, engine.model_version, source=str(pairs_file))
+        fit_calibration.write_text(calibration.to_json() + "\n")
+    report = lfw_report(result, calibration, engine.model_version)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{report['pairs']} pairs in {report['folds']} folds, model {report['model_version']}")
+    click.echo(f"accuracy {report['accuracy']:.2%} ± {report['accuracy_std']:.2%}")
+    click.echo(f"photos without a detected face: {report['photos_without_face']} of {report['photos']}")
+    for level in report["fmr"]:
+        click.echo(f"  similarity {level}: FMR {report['fmr'][level]:.4%}  FNMR {report['fnmr'][level]:.4%}")
+
+
+@evaluate.command("detection")
+@click.argument("dataset_dir", type=_existing_dir)
+@click.argument("labels_tsv", type=_existing_file)
+@click.option("--by", default="race,gender", show_default=True, help="Attribute columns that form the groups.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object keyed by group.")
+def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool) -> None:
+    """Detection recall and precision per demographic group, on single-face crops.
+
+    Every labelled photo under DATASET_DIR must hold exactly one face (as UTKFace's
+    crops do): a photo with no detection is a miss, extra detections are false positives.
+
+    \b
+    Example:
+      facegate evaluate detection ../shared/faces/utkface_mattans ../shared/faces/DEMOGRAPHICS.tsv
+    """
+    from facegate.evaluate.describe import count_faces, map_photos
+    from facegate.evaluate.detection import detection_rates_by_group
+    from facegate.evaluate.labels import read_labels
+
+    columns = [c.strip() for c in by.split(",") if c.strip()]
+    photos = [p for p in read_labels(labels_tsv, under=dataset_dir) if all(c in p.attributes for c in columns)]
+    paths = [str(p.path) for p in photos]
+    groups = {str(p.path): "×".join(p.attributes[c] for c in columns) for p in photos}
+    counts = map_photos(count_faces, paths, label="detecting")
+    rates = detection_rates_by_group(list(zip(paths, counts)), groups)
+    if as_json:
+        click.echo(json.dumps({"groups_by": columns, "groups": rates}, indent=2))
+        return
+    for group, r in rates.items():
+        click.echo(f"{group:24s} photos {r['photos']:5d}  recall {r['recall']:.3f}  precision {r['precision']:.3f}")
+
+
+@evaluate.command("boxes")
+@click.argument("imglab_xml", type=_existing_file)
+@click.argument("images_dir", type=_existing_dir)
+@click.option("--json", "as_json", is_flag=True)
+def boxes(imglab_xml: Path, images_dir: Path, as_json: bool) -> None:
+    """Detection recall and precision against hand-labelled boxes (dlib imglab XML).
+
+    \b
+    Example:
+      facegate evaluate boxes ../shared/faces/dlib_faces/_labels/testing.xml \\
+          ../shared/faces/dlib_faces/_unlabeled_or_multiface
+    """
+    from facegate.engine.image import decode_image
+    from facegate.evaluate.detection import read_imglab, score_detections
+
+    engine = load_engine()
+    labelled = detected = hits = 0
+    for photo in read_imglab(imglab_xml, images_dir):
+        faces = engine.detect(decode_image(photo.path.read_bytes()), details=False)
+        score = score_detections(photo.boxes, [f.detection.box for f in faces])
+        labelled, detected, hits = labelled + score.labelled, detected + score.detected, hits + score.true_positives
+    result = {
+        "labelled_faces": labelled,
+        "detections": detected,
+        "recall": hits / labelled if labelled else None,
+        "precision": hits / detected if detected else None,
+    }
+    click.echo(json.dumps(result, indent=2) if as_json else " ".join(f"{k}={v}" for k, v in result.items()))
