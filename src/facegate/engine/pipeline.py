@@ -112,7 +112,7 @@ class FaceEngine:
 
 
 @functools.cache
-def load_engine(detector: str = "hog", embedder: str = "dlib", flip_fusion: bool = False) -> FaceEngine:
+def load_engine(detector: str = "hog", embedder: str = "resnet", flip_fusion: bool = False) -> FaceEngine:
     """The process-wide engine for this configuration, loaded on first use.
 
     ``detector``: "hog" (default) or "mmod". ``embedder``: "resnet" (dlib's weights on BLAS,

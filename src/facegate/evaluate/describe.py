@@ -32,7 +32,7 @@ class EngineChoice:
     """Which engine configuration to evaluate (see ``load_engine``)."""
 
     detector: str = "hog"
-    embedder: str = "dlib"
+    embedder: str = "resnet"
     flip_fusion: bool = False
 
 
