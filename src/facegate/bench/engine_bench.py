@@ -51,7 +51,7 @@ def run_engine_bench(faces_dir: Path, single_process_sample: int = 300, seed: in
     paths = [str(lfw / p) for p in photos]
     cores = os.cpu_count() or 1
     choice = EngineChoice()
-    load_engine(choice.detector, choice.embedder, choice.flip_fusion)
+    load_engine(choice.detector, choice.embedder, choice.augment)
 
     ours, ours_seconds = _timed(lambda: describe_photos(paths, choice, policy="center", workers=cores, label="facegate"))
     peer, peer_seconds = _timed(lambda: map_photos(peer_describe, paths, workers=cores, label="peer, all cores"))
@@ -71,7 +71,7 @@ def run_engine_bench(faces_dir: Path, single_process_sample: int = 300, seed: in
         "cores": cores,
         "machine": platform.processor() or platform.machine(),
         "facegate": {
-            "model_version": load_engine(choice.detector, choice.embedder, choice.flip_fusion).model_version,
+            "model_version": load_engine(choice.detector, choice.embedder, choice.augment).model_version,
             "images_per_second_all_cores": ours_rate,
             "images_per_second_one_process": ours_single_rate,
             "lfw_accuracy": _lfw_accuracy({p: d.descriptor for p, d in zip(photos, ours)}, pairs),

@@ -23,7 +23,7 @@ def evaluate() -> None:
 @click.argument("pairs_file", type=_existing_file)
 @click.argument("images_dir", type=_existing_dir)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (pairs, folds, accuracy, fmr, fnmr, ...).")
-@click.option("--detector", type=click.Choice(["hog", "mmod"]), default="hog", show_default=True)
+@click.option("--detector", type=click.Choice(["hog+mmod", "hog", "mmod"]), default="hog+mmod", show_default=True)
 @click.option(
     "--fit-calibration",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -43,15 +43,19 @@ def lfw(pairs_file: Path, images_dir: Path, as_json: bool, detector: str, fit_ca
     from facegate.evaluate.lfw import describe_lfw, lfw_report
 
     choice = EngineChoice(detector=detector)
-    engine = load_engine(choice.detector, choice.embedder, choice.flip_fusion)
+    engine = load_engine(choice.detector, choice.embedder, choice.augment)
     result = describe_lfw(pairs_file, images_dir, choice)
     calibration = engine.calibration
     if fit_calibration is not None:
         from facegate.evaluate.calibration_fit import fit_calibration_from_pairs
 
-        calibration = fit_calibration_from_pairs(result, engine.model_version, source=str(pairs_file))
-        fit_calibration.write_text(calibration.to_json() + "\n")
+        calibration = fit_calibration_from_pairs(result, engine.model_version, source=pairs_file.name)
     report = lfw_report(result, calibration, engine.model_version)
+    if fit_calibration is not None:
+        # Ship the error rates measured at the thresholds users will pick, beside the fit.
+        measured = {key: report[key] for key in ("accuracy", "fmr", "fnmr")}
+        calibration.provenance["measured_on_fit_pairs"] = measured
+        fit_calibration.write_text(calibration.to_json() + "\n")
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -11,6 +11,9 @@ import threading
 
 import dlib
 import numpy as np
+from PIL import Image
+
+from facegate.engine.interfaces import FaceDetector
 
 from facegate.engine.model_files import MMOD, model_path
 from facegate.engine.results import Detection, PixelBox
@@ -67,6 +70,11 @@ class HogDetector:
         return [_detection(rect, score, hog_confidence(score), offset) for rect, score in zip(rects, scores)]
 
 
+MMOD_MAX_SIDE = 512
+"""The CNN runs on a copy scaled to at most this many pixels on the longer side (upsampled
+once below half of it): without BLAS it costs about 2 s at 500x500, and grows with area."""
+
+
 class MmodDetector:
     """dlib's MMOD CNN detector. The network keeps per-call state, hence the lock."""
 
@@ -78,14 +86,42 @@ class MmodDetector:
 
     def detect(self, pixels: np.ndarray) -> list[Detection]:
         height, width = pixels.shape[:2]
+        scale = min(1.0, MMOD_MAX_SIDE / max(width, height))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+        upsample = 1 if max(width, height) * scale <= MMOD_MAX_SIDE / 2 else 0
         with self._lock:
-            found = self._net(pixels, upsample_for(width, height))
-        return [_detection(d.rect, d.confidence, mmod_confidence(d.confidence)) for d in found]
+            found = self._net(pixels, upsample)
+        return [_detection(d.rect, d.confidence, mmod_confidence(d.confidence), scale=scale) for d in found]
 
 
-def _detection(rect: dlib.rectangle, score: float, confidence: float, offset: int = 0) -> Detection:
-    # dlib rectangles are inclusive on the right and bottom edges; ``offset`` undoes padding.
+class FallbackDetector:
+    """Ask ``primary``; only when it finds nothing, ask ``fallback``.
+
+    HOG then MMOD is the default: HOG is fast and finds frontal faces; the CNN rescues
+    the rest (profiles, odd lighting). On the LFW development photos HOG misses 10 of
+    3,074 and MMOD finds all 10; faceless images pay for both.
+    """
+
+    def __init__(self, primary: FaceDetector, fallback: FaceDetector) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.name = f"{primary.name}+{fallback.name}"
+
+    def detect(self, pixels: np.ndarray) -> list[Detection]:
+        return self.primary.detect(pixels) or self.fallback.detect(pixels)
+
+
+def _detection(
+    rect: dlib.rectangle, score: float, confidence: float, offset: int = 0, scale: float = 1.0
+) -> Detection:
+    # dlib rectangles are inclusive on the right and bottom edges; ``offset`` undoes padding
+    # and ``scale`` undoes resizing, so boxes are in the caller's pixels.
     box = PixelBox(
-        float(rect.left() - offset), float(rect.top() - offset), float(rect.right() + 1 - offset), float(rect.bottom() + 1 - offset)
+        (rect.left() - offset) / scale,
+        (rect.top() - offset) / scale,
+        (rect.right() + 1 - offset) / scale,
+        (rect.bottom() + 1 - offset) / scale,
     )
     return Detection(box=box, score=float(score), confidence=confidence)

@@ -23,6 +23,10 @@ from facegate.engine.quality import measure_quality
 from facegate.engine.results import Face
 
 
+TIGHTER_CROP = 0.05
+"""How much less padding the augmented second crop gets (dlib's padding is 0.25)."""
+
+
 class FaceEngine:
     """Pure computation over decoded images; holds no per-request state."""
 
@@ -33,13 +37,13 @@ class FaceEngine:
         full_landmarks: LandmarkModel,
         embedder: Callable[[], FaceEmbedder],
         calibration: SimilarityCalibration,
-        flip_fusion: bool,
+        augment: bool,
     ) -> None:
         self.detector = detector
         self.alignment_landmarks = alignment_landmarks
         self.full_landmarks = full_landmarks
         self.calibration = calibration
-        self.flip_fusion = flip_fusion
+        self.augment = augment
         self._embedder_factory = embedder
         self._embedder: FaceEmbedder | None = None
         self._embedder_lock = threading.Lock()
@@ -55,8 +59,8 @@ class FaceEngine:
     @property
     def model_version(self) -> str:
         """Names everything that shapes a descriptor; stored with each indexed face."""
-        flip = "+flip" if self.flip_fusion else ""
-        return f"{self.embedder.name}{flip}/{self.detector.name}"
+        augment = "+tta4" if self.augment else ""
+        return f"{self.embedder.name}{augment}+l2/{self.detector.name}"
 
     def detect(self, image: DecodedImage, *, details: bool = True) -> list[Face]:
         """Faces, largest first. With ``details``, also 68-point landmarks, pose and quality."""
@@ -81,24 +85,33 @@ class FaceEngine:
         return faces
 
     def embed(self, image: DecodedImage, faces: Sequence[Face]) -> np.ndarray:
-        """Descriptors for ``faces`` of one image: (n, dimension) float32."""
+        """Unit-length descriptors for ``faces`` of one image: (n, dimension) float32."""
         return self.embed_batch([(image, faces)])
 
     def embed_batch(self, items: Sequence[tuple[DecodedImage, Sequence[Face]]]) -> np.ndarray:
-        """Descriptors for faces across several images in one embedder call (faster in bulk)."""
+        """Descriptors for faces across several images in one embedder call (faster in bulk).
+
+        With ``augment``, each face is described four times and the descriptors averaged:
+        the model's own crop and one 0.05 tighter, each with its mirror image. Measured on
+        LFW development photos (3,689 genuine, 200,000 impostor pairs): FNMR at FMR 1e-3
+        falls from 8.2% (one crop) to 5.9%; it costs four network passes instead of one.
+        Descriptors are then scaled to unit length, which on its own takes that FNMR from
+        9.6% to 8.2%.
+        """
         size, padding = self.embedder.chip_size, self.embedder.chip_padding
-        chip_sets = [
-            face_chips(image.pixels, [(f.detection.box, f.landmarks5) for f in faces], size, padding)
-            for image, faces in items
+        paddings = (padding, padding - TIGHTER_CROP) if self.augment else (padding,)
+        crops = [
+            np.concatenate(
+                [face_chips(image.pixels, [(f.detection.box, f.landmarks5) for f in faces], size, p) for image, faces in items]
+            )
+            for p in paddings
         ]
-        chips = np.concatenate(chip_sets) if chip_sets else np.empty((0, size, size, 3), np.uint8)
-        if len(chips) == 0:
+        count = len(crops[0])
+        if count == 0:
             return np.empty((0, self.embedder.dimension), dtype=np.float32)
-        if not self.flip_fusion:
-            return self.embedder.embed(chips)
-        # Mirror fusion: average the descriptors of each chip and its mirror image.
-        both = self.embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
-        return (both[: len(chips)] + both[len(chips) :]) / 2.0
+        views = crops + [c[:, :, ::-1] for c in crops] if self.augment else crops
+        descriptors = self.embedder.embed(np.concatenate(views)).reshape(len(views), count, -1).mean(axis=0)
+        return (descriptors / np.linalg.norm(descriptors, axis=1, keepdims=True)).astype(np.float32)
 
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Euclidean distances between every row of ``a`` (n, d) and of ``b`` (m, d): (n, m)."""
@@ -112,16 +125,21 @@ class FaceEngine:
 
 
 @functools.cache
-def load_engine(detector: str = "hog", embedder: str = "resnet", flip_fusion: bool = False) -> FaceEngine:
+def load_engine(detector: str = "hog+mmod", embedder: str = "resnet", augment: bool = True) -> FaceEngine:
     """The process-wide engine for this configuration, loaded on first use.
 
-    ``detector``: "hog" (default) or "mmod". ``embedder``: "resnet" (dlib's weights on BLAS,
+    ``detector``: "hog+mmod" (HOG, with the CNN only when HOG finds nothing; the default),
+    "hog" or "mmod". ``augment`` averages four views of each face (see ``embed_batch``). ``embedder``: "resnet" (dlib's weights on BLAS,
     the default) or "dlib" (dlib's own implementation, the slow reference).
     """
-    from facegate.engine.dlib_detectors import HogDetector, MmodDetector
+    from facegate.engine.dlib_detectors import FallbackDetector, HogDetector, MmodDetector
     from facegate.engine.dlib_landmarks import five_point_model, sixty_eight_point_model
 
-    detectors = {"hog": HogDetector, "mmod": MmodDetector}
+    detectors: dict[str, Callable[[], FaceDetector]] = {
+        "hog": HogDetector,
+        "mmod": MmodDetector,
+        "hog+mmod": lambda: FallbackDetector(HogDetector(), MmodDetector()),
+    }
     if detector not in detectors:
         raise ValueError(f"unknown detector {detector!r}; choose from {sorted(detectors)}")
     return FaceEngine(
@@ -130,7 +148,7 @@ def load_engine(detector: str = "hog", embedder: str = "resnet", flip_fusion: bo
         full_landmarks=sixty_eight_point_model(),
         embedder=functools.partial(_load_embedder, embedder),
         calibration=SimilarityCalibration.load(),
-        flip_fusion=flip_fusion,
+        augment=augment,
     )
 
 

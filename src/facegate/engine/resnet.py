@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 from facegate.engine.model_files import RESNET, model_path
 
 CHIP_SIZE = 150
+_BATCH = 8
 _MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)  # input_rgb_image_sized
 _STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
 """(filters, blocks, first block downsamples) for each residual stage, input side first."""
@@ -149,6 +150,10 @@ class ResNetDescriptor:
             raise ValueError(f"expected chips shaped (n, {CHIP_SIZE}, {CHIP_SIZE}, 3), got {chips.shape}")
         if len(chips) == 0:
             return np.empty((0, self.dimension), dtype=np.float32)
+        # Larger batches overflow the CPU caches in im2col: 4-8 chips is the measured optimum.
+        return np.vstack([self._forward(chips[i : i + _BATCH]) for i in range(0, len(chips), _BATCH)])
+
+    def _forward(self, chips: np.ndarray) -> np.ndarray:
         x = (chips.astype(np.float32) - _MEAN_RGB) / 256.0
         layers = iter(self._convolutions)
         x = np.maximum(_convolve(x, next(layers)), 0)

@@ -31,9 +31,9 @@ T = TypeVar("T")
 class EngineChoice:
     """Which engine configuration to evaluate (see ``load_engine``)."""
 
-    detector: str = "hog"
+    detector: str = "hog+mmod"
     embedder: str = "resnet"
-    flip_fusion: bool = False
+    augment: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def choose_face_index(boxes: Sequence[tuple[float, float, float, float]], width:
 
 def describe_one(path: str, choice: EngineChoice, policy: str) -> PhotoDescription:
     """Decode, detect and embed one photo file through the engine."""
-    engine = load_engine(choice.detector, choice.embedder, choice.flip_fusion)
+    engine = load_engine(choice.detector, choice.embedder, choice.augment)
     try:
         image = decode_image(Path(path).read_bytes())
     except ImageRejected as exc:
@@ -144,7 +144,7 @@ def _progress(show: bool | None) -> Progress:
     )
 
 
-def count_faces(path: str, detector: str = "hog") -> int:
+def count_faces(path: str, detector: str = "hog+mmod") -> int:
     """How many faces the engine detects in one photo file (0 when the image is rejected)."""
     try:
         image = decode_image(Path(path).read_bytes())

@@ -87,6 +87,6 @@ def lfw_report(result: LfwResult, calibration: SimilarityCalibration, model_vers
 
 
 def evaluate_lfw(pairs_file: Path, images_dir: Path, choice: EngineChoice = EngineChoice()) -> dict[str, Any]:
-    engine = load_engine(choice.detector, choice.embedder, choice.flip_fusion)
+    engine = load_engine(choice.detector, choice.embedder, choice.augment)
     result = describe_lfw(pairs_file, images_dir, choice)
     return lfw_report(result, engine.calibration, engine.model_version)
