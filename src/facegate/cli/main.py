@@ -5,6 +5,7 @@ import click
 from facegate.cli.bench import bench
 from facegate.cli.evaluate import evaluate
 from facegate.cli.images import compare, detect
+from facegate.cli.server import keys, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,8 @@ def cli() -> None:
     """
 
 
+cli.add_command(serve)
+cli.add_command(keys)
 cli.add_command(detect)
 cli.add_command(compare)
 cli.add_command(evaluate)

@@ -10,6 +10,7 @@ from typing import Any
 
 from facegate.engine.image import DecodedImage
 from facegate.engine.results import Face, PixelBox
+from facegate.store.records import FaceRecord
 
 DEFAULT_LANDMARKS = ("eyeLeft", "eyeRight", "mouthLeft", "mouthRight", "nose")
 """The landmark subset Rekognition returns unless ``Attributes`` asks for ALL."""
@@ -51,3 +52,20 @@ def face_detail(face: Face, image: DecodedImage, every_landmark: bool) -> dict[s
 def compared_face(face: Face, image: DecodedImage) -> dict[str, Any]:
     """A ``ComparedFace`` as CompareFaces returns it (default landmarks, pose, quality)."""
     return face_detail(face, image, every_landmark=False)
+
+
+def stored_face(record: FaceRecord) -> dict[str, Any]:
+    """A ``Face`` as ListFaces, IndexFaces and the searches return it."""
+    left, top, width, height = record.box
+    face: dict[str, Any] = {
+        "FaceId": record.face_id,
+        "BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top},
+        "ImageId": record.image_id,
+        "Confidence": record.confidence,
+        "IndexFacesModelVersion": record.model_version,
+    }
+    if record.external_image_id is not None:
+        face["ExternalImageId"] = record.external_image_id
+    if record.user_id is not None:
+        face["UserId"] = record.user_id
+    return face

@@ -1,0 +1,85 @@
+"""``facegate serve`` and ``facegate keys``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from facegate.server import default_data_dir
+
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the database and master key live. Default: $FACEGATE_DATA_DIR, else ./data.",
+)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@_data_dir_option
+def serve(host: str, port: int, data_dir: Path | None) -> None:
+    """Serve the Rekognition face API (AWS JSON 1.1 + SigV4) on HOST:PORT.
+
+    On first start this creates the data directory and an access key, and prints them.
+
+    \b
+    Example:
+      facegate serve --port 8000 --data-dir ./data
+      python -c "import boto3; print(boto3.client('rekognition', endpoint_url='http://127.0.0.1:8000',
+          region_name='us-east-1').list_collections())"
+    """
+    import uvicorn
+
+    from facegate.governance.keys import create_access_key
+    from facegate.server import Facegate
+
+    instance = Facegate.open(data_dir or default_data_dir())
+    endpoint = f"http://{host}:{port}"
+    with instance.store.reader() as tx:
+        first_start = tx.count_access_keys() == 0
+    click.echo(f"facegate {instance.engine.model_version}")
+    click.echo(f"data directory: {instance.data_dir.resolve()}")
+    click.echo(f"endpoint:       {endpoint}")
+    if first_start:
+        key = create_access_key(instance.store, instance.secrets, name="initial")
+        click.echo("An initial access key was created. The secret is shown only now:")
+        click.echo(f"  AWS_ACCESS_KEY_ID={key.access_key_id}")
+        click.echo(f"  AWS_SECRET_ACCESS_KEY={key.secret_access_key}")
+        click.echo(
+            f"  boto3.client('rekognition', endpoint_url='{endpoint}', region_name='us-east-1', "
+            f"aws_access_key_id='{key.access_key_id}', aws_secret_access_key='{key.secret_access_key}')"
+        )
+    uvicorn.run(instance.app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+
+
+@click.group()
+def keys() -> None:
+    """Create and list access keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A label for the key, e.g. the app that uses it.")
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"AccessKeyId": ..., "SecretAccessKey": ...}.')
+def create(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Create an access key; its secret is printed once and stored encrypted.
+
+    \b
+    Example:
+      facegate keys create --name photo-app --json
+    """
+    from facegate.governance.keys import create_access_key
+    from facegate.store.database import open_store, sqlite_url
+    from facegate.store.secrets import SecretBox
+
+    directory = data_dir or default_data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    key = create_access_key(open_store(sqlite_url(directory)), SecretBox.for_data_dir(directory), name)
+    if as_json:
+        click.echo(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}))
+    else:
+        click.echo(f"AccessKeyId:     {key.access_key_id}\nSecretAccessKey: {key.secret_access_key}")

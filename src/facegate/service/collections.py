@@ -1,0 +1,57 @@
+"""CreateCollection, DeleteCollection, DescribeCollection, ListCollections."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from facegate.service import exceptions
+from facegate.service.context import Scope, Service, after_token, require_collection
+
+COLLECTION_ID = r"[a-zA-Z0-9_.\-]+"
+MAX_COLLECTIONS_PAGE = 4096
+
+
+def create_collection(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    collection_id = params["CollectionId"]
+    with service.store.transaction() as tx:
+        if tx.get_collection(scope.owner, collection_id) is not None:
+            raise exceptions.ResourceAlreadyExistsException(f"The collection id: {collection_id} already exists")
+        collection = tx.create_collection(
+            scope.owner, collection_id, scope.collection_arn(collection_id), service.engine.model_version
+        )
+        tx.set_tags(collection.pk, params.get("Tags", {}))
+    return {"StatusCode": 200, "CollectionArn": collection.arn, "FaceModelVersion": collection.face_model_version}
+
+
+def delete_collection(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    with service.store.transaction() as tx:
+        tx.delete_collection(require_collection(tx, scope, params["CollectionId"]))
+    return {"StatusCode": 200}
+
+
+def describe_collection(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    with service.store.reader() as tx:
+        collection = require_collection(tx, scope, params["CollectionId"])
+        faces, users = tx.count_faces(collection.pk), tx.count_users(collection.pk)
+    return {
+        "FaceCount": faces,
+        "UserCount": users,
+        "FaceModelVersion": collection.face_model_version,
+        "CollectionARN": collection.arn,
+        "CreationTimestamp": dt.datetime.fromtimestamp(collection.created_at, dt.timezone.utc),
+    }
+
+
+def list_collections(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    limit = params.get("MaxResults") or MAX_COLLECTIONS_PAGE
+    after = after_token(params, COLLECTION_ID)
+    with service.store.reader() as tx:
+        page = tx.list_collections(scope.owner, after, limit + 1)
+    response: dict[str, Any] = {
+        "CollectionIds": [c.collection_id for c in page[:limit]],
+        "FaceModelVersions": [c.face_model_version for c in page[:limit]],
+    }
+    if len(page) > limit:
+        response["NextToken"] = page[limit - 1].collection_id
+    return response

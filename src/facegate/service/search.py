@@ -1,0 +1,78 @@
+"""SearchFaces and SearchFacesByImage: 1:N search through the in-memory index.
+
+``FaceMatchThreshold`` (default 80, Rekognition's) becomes a maximum descriptor
+distance through the engine's calibration, so the index only returns faces that pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facegate.engine.results import Face
+from facegate.engine.image import DecodedImage
+from facegate.service import exceptions
+from facegate.service.context import Scope, Service, require_collection
+from facegate.service.faces import bounding_box, stored_face
+from facegate.service.images import read_image
+from facegate.service.quality_filter import rejection_reasons
+from facegate.store.records import CollectionRecord
+
+DEFAULT_FACE_MATCH_THRESHOLD = 80.0
+MAX_MATCHES = 4096
+
+
+def largest_face(service: Service, params: dict[str, Any], default_filter: str = "NONE") -> tuple[DecodedImage, list[Face]]:
+    """The image and its faces that pass ``QualityFilter``, largest first; none is an error."""
+    image = read_image(params["Image"])
+    level = params.get("QualityFilter", default_filter)
+    faces = [f for f in service.engine.detect(image) if not rejection_reasons(f, level)]
+    if not faces:
+        raise exceptions.InvalidParameterException("There are no faces in the image that pass the QualityFilter.")
+    return image, faces
+
+
+def _matches(
+    service: Service, collection: CollectionRecord, probe: np.ndarray, params: dict[str, Any], exclude: str | None
+) -> list[dict[str, Any]]:
+    threshold = float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
+    limit = int(params.get("MaxFaces", MAX_MATCHES))
+    max_distance = service.engine.calibration.distance_for(threshold)
+    neighbours = service.store.index.search(collection.pk, probe, max_distance, limit + (exclude is not None))
+    neighbours = [n for n in neighbours if n.face_id != exclude][:limit]
+    with service.store.reader() as tx:
+        records = tx.get_faces(collection.pk, [n.face_id for n in neighbours])
+    similarities = service.engine.calibration.similarity(np.array([n.distance for n in neighbours]))
+    return [
+        {"Similarity": float(s), "Face": stored_face(records[n.face_id])}
+        for n, s in zip(neighbours, similarities)
+        if n.face_id in records  # deleted between the index read and this one
+    ]
+
+
+def search_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    face_id = params["FaceId"]
+    with service.store.reader() as tx:
+        collection = require_collection(tx, scope, params["CollectionId"])
+    probe = service.store.index.vector(collection.pk, face_id)
+    if probe is None:
+        raise exceptions.ResourceNotFoundException(f"The face id: {face_id} does not exist in the collection")
+    return {
+        "SearchedFaceId": face_id,
+        "FaceMatches": _matches(service, collection, probe, params, exclude=face_id),
+        "FaceModelVersion": collection.face_model_version,
+    }
+
+
+def search_faces_by_image(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    with service.store.reader() as tx:
+        collection = require_collection(tx, scope, params["CollectionId"])
+    image, faces = largest_face(service, params)
+    probe = service.engine.embed(image, faces[:1])[0]
+    return {
+        "SearchedFaceBoundingBox": bounding_box(faces[0].detection.box, image),
+        "SearchedFaceConfidence": faces[0].detection.confidence,
+        "FaceMatches": _matches(service, collection, probe, params, exclude=None),
+        "FaceModelVersion": collection.face_model_version,
+    }

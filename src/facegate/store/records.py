@@ -1,0 +1,50 @@
+"""Plain, immutable records the store hands to the service layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    pk: int
+    owner: str
+    collection_id: str
+    arn: str
+    face_model_version: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """A stored face. The box is Rekognition's: ratios of the image width and height."""
+
+    face_id: str
+    collection_pk: int
+    image_id: str
+    external_image_id: str | None
+    user_id: str | None
+    box: tuple[float, float, float, float]  # left, top, width, height
+    confidence: float
+    embedding: np.ndarray
+    model_version: str
+    image_fingerprint: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    collection_pk: int
+    user_id: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AccessKeyRecord:
+    access_key_id: str
+    name: str
+    owner: str
+    created_at: float
+    revoked_at: float | None

@@ -1,0 +1,101 @@
+"""The database schema, as SQLAlchemy Core tables (portable between SQLite and PostgreSQL).
+
+Timestamps are epoch seconds (float, UTC), the unit Rekognition's wire format uses.
+Embeddings are little-endian float32 bytes: the database is their source of truth; the
+in-memory index is rebuilt from it at start.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("secret_ciphertext", LargeBinary, nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    # The owning account (an organisation, once governance assigns them): collection ids
+    # are unique per owner, as they are per AWS account.
+    Column("owner", String(255), nullable=False),
+    Column("collection_id", String(255), nullable=False),
+    Column("arn", String(2048), nullable=False),
+    Column("face_model_version", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("owner", "collection_id", name="uq_collection_per_owner"),
+)
+
+collection_tags = Table(
+    "collection_tags",
+    metadata,
+    Column("collection_pk", Integer, ForeignKey("collections.pk", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+faces = Table(
+    "faces",
+    metadata,
+    Column("face_id", String(36), primary_key=True),
+    Column("collection_pk", Integer, ForeignKey("collections.pk", ondelete="CASCADE"), nullable=False),
+    Column("image_id", String(36), nullable=False),
+    Column("external_image_id", String(255)),
+    Column("user_id", String(128)),
+    Column("box_left", Float, nullable=False),
+    Column("box_top", Float, nullable=False),
+    Column("box_width", Float, nullable=False),
+    Column("box_height", Float, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("model_version", String(255), nullable=False),
+    Column("image_fingerprint", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_faces_collection_face", "collection_pk", "face_id"),
+    Index("ix_faces_external", "collection_pk", "external_image_id"),
+    Index("ix_faces_user", "collection_pk", "user_id"),
+    Index("ix_faces_fingerprint", "collection_pk", "image_fingerprint"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("collection_pk", Integer, ForeignKey("collections.pk", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+idempotency_tokens = Table(
+    "idempotency_tokens",
+    metadata,
+    Column("collection_pk", Integer, ForeignKey("collections.pk", ondelete="CASCADE"), primary_key=True),
+    Column("operation", String(64), primary_key=True),
+    Column("token", String(64), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

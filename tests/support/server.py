@@ -1,0 +1,76 @@
+"""A real facegate server on a free localhost port, in a background thread, for boto3 tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import uvicorn
+from botocore.config import Config
+from starlette.types import ASGIApp
+
+from facegate.governance.keys import NewAccessKey, create_access_key
+from facegate.server import Facegate
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    facegate: Facegate
+    endpoint: str
+    key: NewAccessKey
+
+    def client(self, key: NewAccessKey | None = None, validate: bool = True, **config: object):  # type: ignore[no-untyped-def]
+        """A boto3 Rekognition client; ``validate=False`` lets bad params reach the server."""
+        key = key or self.key
+        return boto3.client(
+            "rekognition",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key.access_key_id,
+            aws_secret_access_key=key.secret_access_key,
+            config=Config(parameter_validation=validate, retries={"max_attempts": 1}, **config),
+        )
+
+    def new_key(self, name: str = "test", owner: str = "default") -> NewAccessKey:
+        return create_access_key(self.facegate.store, self.facegate.secrets, name, owner)
+
+
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """Serve any ASGI app on a free port; yields its endpoint URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def running_server(data_dir: Path) -> Iterator[RunningServer]:
+    facegate = Facegate.open(data_dir)
+    try:
+        with serving(facegate.app()) as endpoint:
+            yield RunningServer(facegate, endpoint, create_access_key(facegate.store, facegate.secrets, "tests"))
+    finally:
+        facegate.store.close()
