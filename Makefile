@@ -31,6 +31,7 @@ quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt face_recognition
 	$(BIN)/facegate bench engine --out benchmarks/results
+	$(BIN)/facegate bench server --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

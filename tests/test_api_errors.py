@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 from facegate.api.app import create_app
 from facegate.governance.keys import NewAccessKey
 from tests.support.photos import lfw_photo
-from tests.support.server import running_server, serving
+from facegate.bench.local_server import serving
+from tests.support.server import running_server
 from tests.support.signing import raw_post, signed_post
 
 

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-import uvicorn
 from botocore.config import Config
-from starlette.types import ASGIApp
 
+from facegate.bench.local_server import serving
 from facegate.governance.keys import NewAccessKey, create_access_key
 from facegate.server import Facegate
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -45,25 +35,6 @@ class RunningServer:
 
     def new_key(self, name: str = "test", owner: str = "default") -> NewAccessKey:
         return create_access_key(self.facegate.store, self.facegate.secrets, name, owner)
-
-
-@contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """Serve any ASGI app on a free port; yields its endpoint URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager

@@ -38,3 +38,18 @@ def _write(path: Path, result: dict) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     click.echo(json.dumps(result, indent=2))
     click.echo(f"wrote {path}")
+
+
+@bench.command("server")
+@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+def server(faces_dir: Path, out_dir: Path) -> None:
+    """SearchFacesByImage latency at 10k/100k faces and IndexFaces throughput; writes server.json.
+
+    \b
+    Example:
+      facegate bench server --faces ../shared/faces
+    """
+    from facegate.bench.server_bench import run_server_bench
+
+    _write(out_dir / "server.json", run_server_bench(faces_dir))

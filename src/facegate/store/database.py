@@ -68,6 +68,24 @@ class Store:
         with self.engine.connect() as connection:
             yield Transaction(connection)
 
+    def index_disagreements(self) -> list[str]:
+        """Where the in-memory index and the database differ (empty when they agree)."""
+        stored: dict[int, dict[str, tuple[np.ndarray, str | None]]] = {}
+        query = select(schema.faces.c.collection_pk, schema.faces.c.face_id, schema.faces.c.embedding, schema.faces.c.user_id)
+        with self.engine.connect() as connection:
+            for pk, face_id, blob, user_id in connection.execute(query):
+                stored.setdefault(pk, {})[face_id] = (np.frombuffer(blob, dtype="<f4"), user_id)
+        indexed = self.index.snapshot()
+        problems = []
+        for pk in stored.keys() | indexed.keys():
+            db, mem = stored.get(pk, {}), indexed.get(pk, {})
+            problems += [f"collection {pk}: face {f} only in the database" for f in db.keys() - mem.keys()]
+            problems += [f"collection {pk}: face {f} only in the index" for f in mem.keys() - db.keys()]
+            for face_id in db.keys() & mem.keys():
+                if db[face_id][1] != mem[face_id][1] or not np.array_equal(db[face_id][0], mem[face_id][0]):
+                    problems.append(f"collection {pk}: face {face_id} differs")
+        return problems
+
     def close(self) -> None:
         self.engine.dispose()
 

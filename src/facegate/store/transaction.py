@@ -130,26 +130,31 @@ class Transaction:
     # -- faces ---------------------------------------------------------------------------
 
     def insert_faces(self, records: Sequence[FaceRecord]) -> None:
-        for r in records:
-            self.connection.execute(
-                insert(schema.faces).values(
-                    face_id=r.face_id,
-                    collection_pk=r.collection_pk,
-                    image_id=r.image_id,
-                    external_image_id=r.external_image_id,
-                    user_id=r.user_id,
-                    box_left=r.box[0],
-                    box_top=r.box[1],
-                    box_width=r.box[2],
-                    box_height=r.box[3],
-                    confidence=r.confidence,
-                    embedding=np.asarray(r.embedding, dtype="<f4").tobytes(),
-                    model_version=r.model_version,
-                    image_fingerprint=r.image_fingerprint,
-                    created_at=r.created_at,
-                )
-            )
-            self.index_changes.append(IndexChange("add", r.collection_pk, r.face_id, np.asarray(r.embedding, np.float32), r.user_id))
+        if not records:
+            return
+        rows = [
+            {
+                "face_id": r.face_id,
+                "collection_pk": r.collection_pk,
+                "image_id": r.image_id,
+                "external_image_id": r.external_image_id,
+                "user_id": r.user_id,
+                "box_left": r.box[0],
+                "box_top": r.box[1],
+                "box_width": r.box[2],
+                "box_height": r.box[3],
+                "confidence": r.confidence,
+                "embedding": np.asarray(r.embedding, dtype="<f4").tobytes(),
+                "model_version": r.model_version,
+                "image_fingerprint": r.image_fingerprint,
+                "created_at": r.created_at,
+            }
+            for r in records
+        ]
+        self.connection.execute(insert(schema.faces), rows)
+        self.index_changes.extend(
+            IndexChange("add", r.collection_pk, r.face_id, np.asarray(r.embedding, np.float32), r.user_id) for r in records
+        )
 
     def get_faces(self, collection_pk: int, face_ids: Sequence[str]) -> dict[str, FaceRecord]:
         f = schema.faces.c

@@ -1,0 +1,88 @@
+"""An acknowledged IndexFaces survives kill -9 of the server, and the index matches the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from facegate.store.database import open_store, sqlite_url
+from tests.support.photos import lfw_photo
+from facegate.bench.local_server import free_port
+
+FACEGATE = str(Path(sys.executable).parent / "facegate")
+pytestmark = pytest.mark.slow
+
+
+def start(data_dir: Path, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [FACEGATE, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not come up")
+
+
+def test_acknowledged_faces_survive_sigkill(tmp_path, faces_dir):
+    data_dir = tmp_path / "data"
+    key = json.loads(subprocess.run(
+        [FACEGATE, "keys", "create", "--name", "crash", "--data-dir", str(data_dir), "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    port = free_port()
+    client = boto3.client(
+        "rekognition", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+        config=Config(retries={"max_attempts": 1}, read_timeout=30, connect_timeout=5),
+    )
+    server = start(data_dir, port)
+    client.create_collection(CollectionId="crash")
+    people = sorted(p.name for p in (faces_dir / "lfw_erstrong").iterdir() if p.is_dir())[:40]
+    acknowledged: list[tuple[str, str]] = []
+    try:
+        for n, name in enumerate(people):
+            if n == 12:
+                os.kill(server.pid, signal.SIGKILL)  # mid-loop, with requests in flight or not
+            try:
+                response = client.index_faces(
+                    CollectionId="crash", Image={"Bytes": lfw_photo(faces_dir, name, 1).read_bytes()}, ExternalImageId=name
+                )
+            except Exception:
+                continue  # refused or cut off: never acknowledged, so nothing is promised
+            acknowledged += [(r["Face"]["FaceId"], name) for r in response["FaceRecords"]]
+    finally:
+        server.kill()
+        server.wait()
+    assert len(acknowledged) >= 8
+
+    server = start(data_dir, port)
+    try:
+        listed = {f["FaceId"] for page in client.get_paginator("list_faces").paginate(CollectionId="crash") for f in page["Faces"]}
+        assert {face_id for face_id, _ in acknowledged} <= listed
+        for face_id, name in acknowledged[:5]:
+            matches = client.search_faces_by_image(
+                CollectionId="crash", Image={"Bytes": lfw_photo(faces_dir, name, 1).read_bytes()}, FaceMatchThreshold=99
+            )["FaceMatches"]
+            assert face_id in [m["Face"]["FaceId"] for m in matches]
+    finally:
+        server.send_signal(signal.SIGTERM)  # a graceful shutdown; uvicorn re-raises the signal once done
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+    store = open_store(sqlite_url(data_dir))
+    assert store.index_disagreements() == []
+    store.close()
