@@ -187,7 +187,8 @@ def test_tags_on_collection_arns(client):
     arn = call(client, "CreateCollection", CollectionId="tagged", Tags={"a": "1"})["CollectionArn"]
     call(client, "TagResource", ResourceArn=arn, Tags={"b": "2"})
     call(client, "UntagResource", ResourceArn=arn, TagKeys=["a"])
-    assert call(client, "ListTagsForResource", ResourceArn=arn)["Tags"] == {"b": "2"}
+    # governance adds the retention default (1095 days, BIPA's maximum) to every new collection
+    assert call(client, "ListTagsForResource", ResourceArn=arn)["Tags"] == {"b": "2", "facegate:retention-days": "1095"}
     with pytest.raises(ClientError) as excinfo:
         client.list_tags_for_resource(ResourceArn=arn.replace("tagged", "nope"))
     assert error_code(excinfo) == "ResourceNotFoundException"

@@ -1,7 +1,9 @@
 """The composition root: data directory -> store, engine, service, keys -> ASGI app.
 
-This is the only module that knows every layer. Requests flow api -> handler ->
-service; the handler is where governance will wrap the service, so no path skips it.
+This is the only module that knows every layer. Requests flow api -> gate -> service:
+the handler given to the API resolves the caller's identity and hands every request to
+the governance gate, so no path reaches the service without a policy decision and an
+audit record.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from starlette.applications import Starlette
 from facegate.api.app import RequestContext, create_app
 from facegate.api.sigv4 import Caller
 from facegate.engine.pipeline import FaceEngine, load_engine
-from facegate.governance.keys import owner_lookup, secret_lookup
-from facegate.service.context import Scope, Service
-from facegate.service.operations import run
+from facegate.governance.gate import Gate, Request
+from facegate.governance.identity import resolve
+from facegate.governance.keys import secret_lookup
+from facegate.governance.policy import Policies
+from facegate.service.context import Service
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.secrets import SecretBox
 
@@ -41,11 +45,16 @@ class Facegate:
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir, open_store(sqlite_url(data_dir)), SecretBox.for_data_dir(data_dir), engine or load_engine())
 
+    @property
+    def gate(self) -> Gate:
+        return Gate(Service(self.engine, self.store), Policies(self.store, self.data_dir / "packs"))
+
     def app(self) -> Starlette:
-        service = Service(self.engine, self.store)
-        owner_of = owner_lookup(self.store)
+        gate = self.gate
 
         def handle(caller: Caller, operation: str, params: dict[str, Any], context: RequestContext) -> dict[str, Any]:
-            return run(service, Scope(owner=owner_of(caller.access_key_id), region=caller.region), operation, params)
+            identity = resolve(self.store, caller.access_key_id)
+            request = Request(identity, operation, params, caller.region, context.request_id, context.case_reference)
+            return gate.handle(request)
 
         return create_app(handle, secret_lookup(self.store, self.secrets))

@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 
 from facegate.bench.local_server import serving
+from facegate.governance.identity import create_organization
 from facegate.governance.keys import NewAccessKey, create_access_key
 from facegate.server import Facegate
 
@@ -33,8 +34,16 @@ class RunningServer:
             config=Config(parameter_validation=validate, retries={"max_attempts": 1}, **config),
         )
 
-    def new_key(self, name: str = "test", owner: str = "default") -> NewAccessKey:
-        return create_access_key(self.facegate.store, self.facegate.secrets, name, owner)
+    def new_key(
+        self, name: str = "test", owner: str = "default", sector: str = "commercial", purpose: str = "photo_library",
+        flags: tuple[str, ...] = (),
+    ) -> NewAccessKey:
+        """A key of ``owner`` (created with ``sector`` and ``flags`` if new) for ``purpose``."""
+        with self.facegate.store.reader() as tx:
+            exists = tx.get_organization(owner) is not None
+        if not exists and owner != "default":
+            create_organization(self.facegate.store, owner, sector, flags)
+        return create_access_key(self.facegate.store, self.facegate.secrets, name, owner, purpose)
 
 
 @contextmanager

@@ -1,8 +1,12 @@
-"""The ``detect`` and ``compare`` commands: the engine on local files, Rekognition-shaped."""
+"""The ``detect`` and ``compare`` commands: DetectFaces and CompareFaces on local files.
+
+They run through the same governance gate as the API (as the local operator) and land
+in the audit log of the data directory (``$FACEGATE_DATA_DIR``, else ``./data``)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,9 @@ from PIL import Image, ImageDraw, ImageOps
 from rich.console import Console
 from rich.table import Table
 
-from facegate.engine.pipeline import load_engine
-from facegate.service.detection import compare_faces, detect_faces
+from facegate.governance.gate import Request
+from facegate.governance.identity import LOCAL_OPERATOR
+from facegate.server import Facegate, default_data_dir
 from facegate.service.exceptions import RekognitionError
 
 
@@ -20,11 +25,16 @@ def _image_param(path: Path) -> dict[str, bytes]:
     return {"Bytes": path.read_bytes()}
 
 
-def _run(operation: Any, params: dict[str, Any]) -> dict[str, Any]:
+def _run(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Local commands pass the governance gate too, as the local operator, and are audited."""
+    facegate = Facegate.open(default_data_dir())
+    request = Request(LOCAL_OPERATOR, operation, params, "local", str(uuid.uuid4()), None)
     try:
-        return operation(load_engine(), params)
+        return facegate.gate.handle(request)
     except RekognitionError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    finally:
+        facegate.store.close()
 
 
 @click.command()
@@ -38,7 +48,7 @@ def detect(image: Path, as_json: bool, draw: Path | None) -> None:
     Example:
       facegate detect group.jpg --json --draw boxes.jpg
     """
-    response = _run(detect_faces, {"Image": _image_param(image), "Attributes": ["ALL"]})
+    response = _run("DetectFaces", {"Image": _image_param(image), "Attributes": ["ALL"]})
     if draw is not None:
         _draw(image, response["FaceDetails"], draw)
     if as_json:
@@ -73,7 +83,7 @@ def compare(source: Path, target: Path, threshold: float, as_json: bool) -> None
       facegate compare id_card.jpg selfie.jpg --threshold 99 --json
     """
     params = {"SourceImage": _image_param(source), "TargetImage": _image_param(target), "SimilarityThreshold": threshold}
-    response = _run(compare_faces, params)
+    response = _run("CompareFaces", params)
     if as_json:
         click.echo(json.dumps(response, indent=2))
         return

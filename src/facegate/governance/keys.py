@@ -12,10 +12,10 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from facegate.governance.identity import DEFAULT_ORGANIZATION, DEFAULT_PURPOSE, IdentityError, ensure_organization
 from facegate.store.database import Store
 from facegate.store.secrets import SecretBox
 
-DEFAULT_OWNER = "default"
 _ID_ALPHABET = string.ascii_uppercase + "234567"
 
 
@@ -25,13 +25,19 @@ class NewAccessKey:
     secret_access_key: str
 
 
-def create_access_key(store: Store, box: SecretBox, name: str, owner: str = DEFAULT_OWNER) -> NewAccessKey:
+def create_access_key(
+    store: Store, box: SecretBox, name: str, owner: str = DEFAULT_ORGANIZATION, purpose: str = DEFAULT_PURPOSE
+) -> NewAccessKey:
+    """A key bound to exactly one organisation and one declared purpose."""
+    if not purpose or not purpose.replace("_", "").replace("-", "").isalnum():
+        raise IdentityError(f"purpose must be a word like photo_library, got {purpose!r}")
     key = NewAccessKey(
         access_key_id="AKIA" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16)),
         secret_access_key=secrets.token_urlsafe(30)[:40],
     )
     with store.transaction() as tx:
-        tx.create_access_key(key.access_key_id, name, box.encrypt(key.secret_access_key), owner)
+        ensure_organization(tx, owner)
+        tx.create_access_key(key.access_key_id, name, box.encrypt(key.secret_access_key), owner, purpose)
     return key
 
 
@@ -46,12 +52,3 @@ def secret_lookup(store: Store, box: SecretBox) -> Callable[[str], str | None]:
         return box.decrypt(found[1])
 
     return secret_for
-
-
-def owner_lookup(store: Store) -> Callable[[str], str]:
-    def owner_of(access_key_id: str) -> str:
-        with store.reader() as tx:
-            found = tx.access_key_secret(access_key_id)
-        return found[0].owner if found else DEFAULT_OWNER
-
-    return owner_of

@@ -48,8 +48,12 @@ def run(service: Service, scope: Scope, operation: str, params: dict[str, Any]) 
     """Run one operation; ``params`` are already validated against botocore's model."""
     implementation = OPERATIONS.get(operation)
     if implementation is None:
-        raise exceptions.UnsupportedOperationException(
-            f"facegate implements Rekognition's face API only; {operation} is not supported. "
-            f"Supported operations: {', '.join(sorted(OPERATIONS))}."
-        )
+        raise exceptions.UnsupportedOperationException(unsupported_message(operation))
     return implementation(service, scope, params)
+
+
+def unsupported_message(operation: str) -> str:
+    return (
+        f"facegate implements Rekognition's face API only; {operation} is not supported. "
+        f"Supported operations: {', '.join(sorted(OPERATIONS))}."
+    )

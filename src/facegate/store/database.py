@@ -9,8 +9,9 @@ spares us lock-upgrade deadlocks); PostgreSQL gets the same code through psycopg
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,10 @@ from facegate.store import schema
 from facegate.store.face_index import FaceIndex
 from facegate.store.migrations import migrate
 from facegate.store.transaction import Transaction
+
+
+before_commit: ContextVar[Callable[[Transaction], None] | None] = ContextVar("before_commit", default=None)
+"""Per request (per thread of control): called once, inside the next write transaction."""
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -55,11 +60,21 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One atomic unit of work. Index changes it records are applied only after commit."""
+        """One atomic unit of work. Index changes it records are applied only after commit.
+
+        A hook set in ``before_commit`` (the governance gate's audit record) runs inside the
+        first write transaction of the current request, so the write and its record commit
+        together or not at all. Transactions are serialised, which also keeps the audit
+        log's hash chain in order.
+        """
         with self._write_lock:
             with self.engine.begin() as connection:
                 tx = Transaction(connection)
                 yield tx
+                hook = before_commit.get()
+                if hook is not None:
+                    before_commit.set(None)
+                    hook(tx)
             self.index.apply(tx.index_changes)
 
     @contextmanager

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from facegate.store import schema
 
 
 def _v1_initial(connection: Connection) -> None:
+    # The v1 access_keys table, without the purpose column v2 adds.
+    from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table
+
+    v1_keys = Table(
+        "access_keys",
+        MetaData(),
+        Column("access_key_id", String(32), primary_key=True),
+        Column("name", String(255), nullable=False),
+        Column("secret_ciphertext", LargeBinary, nullable=False),
+        Column("owner", String(255), nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("revoked_at", Float),
+    )
+    v1_keys.create(connection)
     tables = [
-        schema.access_keys,
         schema.collections,
         schema.collection_tags,
         schema.faces,
@@ -25,7 +38,14 @@ def _v1_initial(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=tables)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+def _v2_governance(connection: Connection) -> None:
+    """Organisations, purposes, policy packs, the audit log and consent records."""
+    connection.execute(text("ALTER TABLE access_keys ADD COLUMN purpose VARCHAR(64)"))
+    tables = [schema.organizations, schema.policy_packs, schema.settings, schema.audit_log, schema.consents]
+    schema.metadata.create_all(connection, tables=tables)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_governance]
 
 
 def current_version(connection: Connection) -> int:

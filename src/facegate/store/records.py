@@ -48,3 +48,30 @@ class AccessKeyRecord:
     owner: str
     created_at: float
     revoked_at: float | None
+    purpose: str | None
+
+
+@dataclass(frozen=True)
+class OrganizationRecord:
+    name: str
+    sector: str
+    flags: tuple[str, ...]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One stored audit record: its canonical JSON text and the hash that chains it."""
+
+    seq: int
+    record: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    organization: str
+    consent_id: str
+    subject: str
+    expires_at: float
+    revoked_at: float | None

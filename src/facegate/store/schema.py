@@ -31,7 +31,55 @@ access_keys = Table(
     Column("access_key_id", String(32), primary_key=True),
     Column("name", String(255), nullable=False),
     Column("secret_ciphertext", LargeBinary, nullable=False),
-    Column("owner", String(255), nullable=False),
+    Column("owner", String(255), nullable=False),  # the organisation's name
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("purpose", String(64)),  # added in v2: the one purpose this key may be used for
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("sector", String(32), nullable=False),
+    Column("flags", Text, nullable=False),  # JSON list, e.g. ["approved_child_safety"]
+    Column("created_at", Float, nullable=False),
+)
+
+policy_packs = Table(
+    "policy_packs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("enabled", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("recorded_at", Float, nullable=False),
+    Column("organization", String(255)),
+    Column("operation", String(64), nullable=False),
+    Column("record", Text, nullable=False),  # canonical JSON, prev_hash inside
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_time", "recorded_at"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("organization", String(255), primary_key=True),
+    Column("consent_id", String(255), primary_key=True),
+    Column("subject", String(255), nullable=False),
+    Column("expires_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
 )

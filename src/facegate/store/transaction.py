@@ -6,6 +6,7 @@ the store applies to the in-memory index once (and only if) the transaction comm
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 
@@ -14,11 +15,23 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from facegate.store import schema
 from facegate.store.face_index import IndexChange
-from facegate.store.records import AccessKeyRecord, CollectionRecord, FaceRecord, UserRecord
+from facegate.store.records import (
+    AccessKeyRecord,
+    AuditRow,
+    CollectionRecord,
+    ConsentRecord,
+    FaceRecord,
+    OrganizationRecord,
+    UserRecord,
+)
 
 
 def _collection(row) -> CollectionRecord:  # type: ignore[no-untyped-def]
     return CollectionRecord(row.pk, row.owner, row.collection_id, row.arn, row.face_model_version, row.created_at)
+
+
+def _key(row) -> AccessKeyRecord:  # type: ignore[no-untyped-def]
+    return AccessKeyRecord(row.access_key_id, row.name, row.owner, row.created_at, row.revoked_at, row.purpose)
 
 
 def _face(row) -> FaceRecord:  # type: ignore[no-untyped-def]
@@ -41,19 +54,30 @@ class Transaction:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.index_changes: list[IndexChange] = []
+        self.external_image_ids: list[str] = []  # of faces inserted, for the audit summary
 
     # -- access keys ---------------------------------------------------------------------
 
-    def create_access_key(self, access_key_id: str, name: str, secret_ciphertext: bytes, owner: str) -> None:
+    def create_access_key(
+        self, access_key_id: str, name: str, secret_ciphertext: bytes, owner: str, purpose: str | None = None
+    ) -> None:
         self.connection.execute(
             insert(schema.access_keys).values(
                 access_key_id=access_key_id,
                 name=name,
                 secret_ciphertext=secret_ciphertext,
                 owner=owner,
+                purpose=purpose,
                 created_at=time.time(),
             )
         )
+
+    def revoke_access_key(self, access_key_id: str) -> bool:
+        k = schema.access_keys.c
+        done = self.connection.execute(
+            update(schema.access_keys).where(and_(k.access_key_id == access_key_id, k.revoked_at.is_(None))).values(revoked_at=time.time())
+        )
+        return done.rowcount > 0
 
     def access_key_secret(self, access_key_id: str) -> tuple[AccessKeyRecord, bytes] | None:
         row = self.connection.execute(
@@ -61,11 +85,11 @@ class Transaction:
         ).first()
         if row is None:
             return None
-        return AccessKeyRecord(row.access_key_id, row.name, row.owner, row.created_at, row.revoked_at), row.secret_ciphertext
+        return _key(row), row.secret_ciphertext
 
     def list_access_keys(self) -> list[AccessKeyRecord]:
         rows = self.connection.execute(select(schema.access_keys).order_by(schema.access_keys.c.created_at))
-        return [AccessKeyRecord(r.access_key_id, r.name, r.owner, r.created_at, r.revoked_at) for r in rows]
+        return [_key(r) for r in rows]
 
     def count_access_keys(self) -> int:
         return self.connection.execute(select(func.count()).select_from(schema.access_keys)).scalar_one()
@@ -99,6 +123,10 @@ class Transaction:
             query = query.where(c.collection_id > after)
         rows = self.connection.execute(query.order_by(c.collection_id).limit(limit))
         return [_collection(r) for r in rows]
+
+    def all_collections(self) -> list[CollectionRecord]:
+        """Every owner's collections (for retention sweeps, which are not a caller's request)."""
+        return [_collection(r) for r in self.connection.execute(select(schema.collections).order_by(schema.collections.c.pk))]
 
     def delete_collection(self, collection: CollectionRecord) -> None:
         # Explicit child deletes keep PostgreSQL and SQLite alike even without cascades.
@@ -152,6 +180,7 @@ class Transaction:
             for r in records
         ]
         self.connection.execute(insert(schema.faces), rows)
+        self.external_image_ids.extend(r.external_image_id for r in records if r.external_image_id is not None)
         self.index_changes.extend(
             IndexChange("add", r.collection_pk, r.face_id, np.asarray(r.embedding, np.float32), r.user_id) for r in records
         )
@@ -197,6 +226,15 @@ class Transaction:
         f = schema.faces.c
         rows = self.connection.execute(
             select(schema.faces).where(and_(f.collection_pk == collection_pk, f.created_at < cutoff))
+        )
+        return [_face(r) for r in rows]
+
+    def faces_with_external_id(self, owner: str, external_image_id: str) -> list[FaceRecord]:
+        f, c = schema.faces.c, schema.collections.c
+        rows = self.connection.execute(
+            select(schema.faces)
+            .join(schema.collections, c.pk == f.collection_pk)
+            .where(and_(c.owner == owner, f.external_image_id == external_image_id))
         )
         return [_face(r) for r in rows]
 
@@ -274,4 +312,91 @@ class Transaction:
                 response=response,
                 created_at=time.time(),
             )
+        )
+
+    # -- organisations -------------------------------------------------------------------
+
+    def create_organization(self, name: str, sector: str, flags: Sequence[str]) -> None:
+        self.connection.execute(
+            insert(schema.organizations).values(name=name, sector=sector, flags=json.dumps(sorted(flags)), created_at=time.time())
+        )
+
+    def get_organization(self, name: str) -> OrganizationRecord | None:
+        row = self.connection.execute(select(schema.organizations).where(schema.organizations.c.name == name)).first()
+        return None if row is None else OrganizationRecord(row.name, row.sector, tuple(json.loads(row.flags)), row.created_at)
+
+    def list_organizations(self) -> list[OrganizationRecord]:
+        rows = self.connection.execute(select(schema.organizations).order_by(schema.organizations.c.name))
+        return [OrganizationRecord(r.name, r.sector, tuple(json.loads(r.flags)), r.created_at) for r in rows]
+
+    def set_organization_flags(self, name: str, flags: Sequence[str]) -> None:
+        self.connection.execute(
+            update(schema.organizations).where(schema.organizations.c.name == name).values(flags=json.dumps(sorted(flags)))
+        )
+
+    # -- policy packs and settings -------------------------------------------------------
+
+    def pack_states(self) -> dict[str, bool]:
+        rows = self.connection.execute(select(schema.policy_packs.c.name, schema.policy_packs.c.enabled))
+        return {name: bool(enabled) for name, enabled in rows}
+
+    def set_pack_state(self, name: str, enabled: bool) -> None:
+        p = schema.policy_packs.c
+        self.connection.execute(delete(schema.policy_packs).where(p.name == name))
+        self.connection.execute(insert(schema.policy_packs).values(name=name, enabled=int(enabled), updated_at=time.time()))
+
+    def get_setting(self, key: str) -> str | None:
+        s = schema.settings.c
+        return self.connection.execute(select(s.value).where(s.key == key)).scalar_one_or_none()
+
+    def set_setting(self, key: str, value: str) -> None:
+        s = schema.settings.c
+        self.connection.execute(delete(schema.settings).where(s.key == key))
+        self.connection.execute(insert(schema.settings).values(key=key, value=value))
+
+    # -- audit log -----------------------------------------------------------------------
+
+    def last_audit(self) -> AuditRow | None:
+        a = schema.audit_log.c
+        row = self.connection.execute(select(schema.audit_log).order_by(a.seq.desc()).limit(1)).first()
+        return None if row is None else AuditRow(row.seq, row.record, row.hash)
+
+    def append_audit(self, seq: int, recorded_at: float, organization: str | None, operation: str, record: str, digest: str) -> None:
+        self.connection.execute(
+            insert(schema.audit_log).values(
+                seq=seq, recorded_at=recorded_at, organization=organization, operation=operation, record=record, hash=digest
+            )
+        )
+
+    def audit_rows(self, since: float | None = None, organization: str | None = None, operation: str | None = None) -> list[AuditRow]:
+        a = schema.audit_log.c
+        query = select(schema.audit_log)
+        if since is not None:
+            query = query.where(a.recorded_at >= since)
+        if organization is not None:
+            query = query.where(a.organization == organization)
+        if operation is not None:
+            query = query.where(a.operation == operation)
+        return [AuditRow(r.seq, r.record, r.hash) for r in self.connection.execute(query.order_by(a.seq))]
+
+    # -- consent -------------------------------------------------------------------------
+
+    def create_consent(self, organization: str, consent_id: str, subject: str, expires_at: float) -> None:
+        self.connection.execute(
+            insert(schema.consents).values(
+                organization=organization, consent_id=consent_id, subject=subject, expires_at=expires_at, created_at=time.time()
+            )
+        )
+
+    def get_consent(self, organization: str, consent_id: str) -> ConsentRecord | None:
+        c = schema.consents.c
+        row = self.connection.execute(
+            select(schema.consents).where(and_(c.organization == organization, c.consent_id == consent_id))
+        ).first()
+        return None if row is None else ConsentRecord(row.organization, row.consent_id, row.subject, row.expires_at, row.revoked_at)
+
+    def revoke_consent(self, organization: str, consent_id: str) -> None:
+        c = schema.consents.c
+        self.connection.execute(
+            update(schema.consents).where(and_(c.organization == organization, c.consent_id == consent_id)).values(revoked_at=time.time())
         )

@@ -1,0 +1,76 @@
+"""Who is asking: an access key bound to one organisation (with a sector) and one purpose.
+
+Purposes are what policies reason about. The built-in ones are listed here; any other
+name is allowed and is simply unknown to the shipped packs (so, for instance, it cannot
+run 1:N identification until a pack of yours permits it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from facegate.store.database import Store
+from facegate.store.transaction import Transaction
+
+SECTORS = ("law_enforcement", "government", "ngo", "commercial", "research", "individual")
+BUILT_IN_PURPOSES = (
+    "missing_children",
+    "trafficking_victims",
+    "access_control",
+    "identity_verification",
+    "photo_library",
+    "criminal_investigation",
+    "research",
+)
+KNOWN_FLAGS = ("approved_child_safety",)
+
+DEFAULT_ORGANIZATION = "default"
+DEFAULT_SECTOR = "commercial"
+DEFAULT_PURPOSE = "photo_library"
+
+
+class IdentityError(ValueError):
+    """A request to create or use an identity that does not make sense."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    access_key_id: str
+    organization: str
+    sector: str
+    purpose: str
+    flags: tuple[str, ...]
+
+
+LOCAL_OPERATOR = Identity("local-cli", "local", "individual", "research", ())
+"""Who the ``facegate detect`` and ``compare`` commands act as: they pass the gate too."""
+
+
+def create_organization(store: Store, name: str, sector: str, flags: tuple[str, ...] = ()) -> None:
+    if sector not in SECTORS:
+        raise IdentityError(f"unknown sector {sector!r}; choose one of {', '.join(SECTORS)}")
+    with store.transaction() as tx:
+        if tx.get_organization(name) is not None:
+            raise IdentityError(f"organisation {name!r} already exists")
+        tx.create_organization(name, sector, flags)
+
+
+def ensure_organization(tx: Transaction, name: str) -> None:
+    """The default organisation exists implicitly; any other must be created first."""
+    if tx.get_organization(name) is None:
+        if name != DEFAULT_ORGANIZATION:
+            raise IdentityError(f"no organisation {name!r}; create it with `facegate orgs create`")
+        tx.create_organization(name, DEFAULT_SECTOR, ())
+
+
+def resolve(store: Store, access_key_id: str) -> Identity:
+    """The identity behind an authenticated key (SigV4 has already checked it exists)."""
+    with store.reader() as tx:
+        found = tx.access_key_secret(access_key_id)
+        if found is None:
+            raise IdentityError(f"unknown access key {access_key_id}")
+        key = found[0]
+        organization = tx.get_organization(key.owner)
+    sector = organization.sector if organization else DEFAULT_SECTOR
+    flags = organization.flags if organization else ()
+    return Identity(key.access_key_id, key.owner, sector, key.purpose or DEFAULT_PURPOSE, flags)

@@ -1,0 +1,84 @@
+"""Retention and consent, enforced by deleting faces and recording every deletion.
+
+``facegate:retention-days`` on a collection (1095, BIPA's three-year maximum, by default)
+bounds how long a face may stay. A consent record (``facegate consent add``) names the
+ExternalImageId its faces are indexed under; revoking it, or letting it expire, deletes
+those faces. The sweep runs at start-up, every ``interval`` seconds while serving, and on
+``facegate retention enforce``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from facegate.governance import audit
+from facegate.governance.gate import DEFAULT_RETENTION_DAYS
+from facegate.store.database import Store
+from facegate.store.transaction import Transaction
+
+SWEEPER = {"key_id": "facegate-retention", "organization": None, "purpose": "retention", "decision": "allow"}
+
+
+def _retention_days(tags: dict[str, str]) -> float:
+    try:
+        return float(tags.get("facegate:retention-days", DEFAULT_RETENTION_DAYS))
+    except ValueError:
+        return float(DEFAULT_RETENTION_DAYS)
+
+
+def _delete(tx: Transaction, collection_pk: int, face_ids: list[str]) -> None:
+    tx.set_face_user(collection_pk, face_ids, None)
+    tx.delete_faces(collection_pk, face_ids)
+
+
+def enforce_retention(store: Store, now: float | None = None) -> list[dict[str, Any]]:
+    """Delete every face past its collection's retention; one audit record per collection swept."""
+    now = time.time() if now is None else now
+    records = []
+    with store.reader() as tx:
+        collections = tx.all_collections()
+    for collection in collections:
+        with store.transaction() as tx:
+            cutoff = now - _retention_days(tx.get_tags(collection.pk)) * 86400
+            expired = [f.face_id for f in tx.faces_created_before(collection.pk, cutoff)]
+            if not expired:
+                continue
+            _delete(tx, collection.pk, expired)
+            records.append(audit.append(tx, {
+                **SWEEPER, "time": now, "organization": collection.owner, "operation": "facegate:RetentionDelete",
+                "collection": collection.collection_id, "status": 200, "error_type": None, "policies": ["retention"],
+                "summary": {"faces_deleted": len(expired), "face_ids": expired, "retention_cutoff": cutoff},
+            }))
+    return records
+
+
+def revoke_consent(store: Store, organization: str, consent_id: str, actor: str = "cli") -> dict[str, Any]:
+    """Revoke a consent record and delete the faces indexed under it, in one transaction."""
+    with store.transaction() as tx:
+        if tx.get_consent(organization, consent_id) is None:
+            raise KeyError(f"no consent {consent_id!r} for organisation {organization!r}")
+        tx.revoke_consent(organization, consent_id)
+        faces = tx.faces_with_external_id(organization, consent_id)
+        for face in faces:
+            _delete(tx, face.collection_pk, [face.face_id])
+        return audit.append(tx, {
+            **SWEEPER, "key_id": actor, "organization": organization, "operation": "facegate:ConsentRevoke",
+            "collection": None, "status": 200, "error_type": None, "policies": ["consent"],
+            "summary": {"consent_id": consent_id, "faces_deleted": len(faces), "face_ids": [f.face_id for f in faces]},
+        })
+
+
+def start_sweeper(store: Store, interval: float) -> threading.Event:
+    """Sweep now and then every ``interval`` seconds in a daemon thread; set the event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            enforce_retention(store)
+            if stop.wait(interval):
+                return
+
+    threading.Thread(target=loop, name="facegate-retention", daemon=True).start()
+    return stop
