@@ -4,6 +4,7 @@ import click
 
 from facegate.cli.bench import bench
 from facegate.cli.evaluate import evaluate
+from facegate.cli.governance import audit_group, consent, orgs, policy, retention
 from facegate.cli.images import compare, detect
 from facegate.cli.server import keys, serve
 
@@ -23,6 +24,8 @@ cli.add_command(detect)
 cli.add_command(compare)
 cli.add_command(evaluate)
 cli.add_command(bench)
+for group in (orgs, policy, audit_group, consent, retention):
+    cli.add_command(group)
 
 
 def main() -> None:

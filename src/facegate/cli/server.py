@@ -9,6 +9,9 @@ import click
 
 from facegate.server import default_data_dir
 
+RETENTION_SWEEP_SECONDS = 3600
+"""The server sweeps expired faces at start-up and then hourly."""
+
 _data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -35,6 +38,7 @@ def serve(host: str, port: int, data_dir: Path | None) -> None:
     import uvicorn
 
     from facegate.governance.keys import create_access_key
+    from facegate.governance.retention import start_sweeper
     from facegate.server import Facegate
 
     instance = Facegate.open(data_dir or default_data_dir())
@@ -53,33 +57,84 @@ def serve(host: str, port: int, data_dir: Path | None) -> None:
             f"  boto3.client('rekognition', endpoint_url='{endpoint}', region_name='us-east-1', "
             f"aws_access_key_id='{key.access_key_id}', aws_secret_access_key='{key.secret_access_key}')"
         )
-    uvicorn.run(instance.app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    stop_sweeper = start_sweeper(instance.store, RETENTION_SWEEP_SECONDS)
+    try:
+        uvicorn.run(instance.app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    finally:
+        stop_sweeper.set()
 
 
 @click.group()
 def keys() -> None:
-    """Create and list access keys."""
+    """Create, list and revoke access keys."""
 
 
 @keys.command("create")
-@click.option("--name", required=True, help="A label for the key, e.g. the app that uses it.")
+@click.option("--org", default="default", show_default=True, help="The organisation the key belongs to.")
+@click.option("--purpose", default="photo_library", show_default=True,
+              help="The one declared purpose: missing_children, trafficking_victims, access_control, "
+                   "identity_verification, photo_library, criminal_investigation, research, or your own.")
+@click.option("--name", default=None, help="A label for the key, e.g. the app that uses it.")
 @_data_dir_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"AccessKeyId": ..., "SecretAccessKey": ...}.')
-def create(name: str, data_dir: Path | None, as_json: bool) -> None:
-    """Create an access key; its secret is printed once and stored encrypted.
+def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Create an access key bound to one organisation and one purpose.
+
+    The secret is printed once and stored encrypted.
 
     \b
     Example:
-      facegate keys create --name photo-app --json
+      facegate keys create --org Polaris --purpose trafficking_victims --name triage --json
     """
+    from facegate.governance.identity import IdentityError
     from facegate.governance.keys import create_access_key
+
+    store, box = _open(data_dir)
+    try:
+        key = create_access_key(store, box, name or f"{org}-{purpose}", org, purpose)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}))
+    else:
+        click.echo(f"AccessKeyId:     {key.access_key_id}\nSecretAccessKey: {key.secret_access_key}")
+
+
+@keys.command("list")
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def list_keys(data_dir: Path | None, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    store, _ = _open(data_dir)
+    with store.reader() as tx:
+        rows = [
+            {"AccessKeyId": k.access_key_id, "Name": k.name, "Organization": k.owner, "Purpose": k.purpose,
+             "Revoked": k.revoked_at is not None}
+            for k in tx.list_access_keys()
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['AccessKeyId']}  {r['Organization']}  {r['Purpose']}  {r['Name']}{'  (revoked)' if r['Revoked'] else ''}")
+
+
+@keys.command("revoke")
+@click.argument("access_key_id")
+@_data_dir_option
+def revoke(access_key_id: str, data_dir: Path | None) -> None:
+    """Revoke a key; it stops working at its next request."""
+    store, _ = _open(data_dir)
+    with store.transaction() as tx:
+        if not tx.revoke_access_key(access_key_id):
+            raise click.ClickException(f"no active key {access_key_id}")
+    click.echo(f"revoked {access_key_id}")
+
+
+def _open(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from facegate.store.database import open_store, sqlite_url
     from facegate.store.secrets import SecretBox
 
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    key = create_access_key(open_store(sqlite_url(directory)), SecretBox.for_data_dir(directory), name)
-    if as_json:
-        click.echo(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}))
-    else:
-        click.echo(f"AccessKeyId:     {key.access_key_id}\nSecretAccessKey: {key.secret_access_key}")
+    return open_store(sqlite_url(directory)), SecretBox.for_data_dir(directory)

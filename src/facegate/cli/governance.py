@@ -1,0 +1,386 @@
+"""``facegate orgs``, ``policy``, ``audit``, ``consent`` and ``retention``: governing the service."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from facegate.server import default_data_dir
+
+_data_dir = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="The data directory. Default: $FACEGATE_DATA_DIR, else ./data.",
+)
+
+
+def _store(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from facegate.store.database import open_store, sqlite_url
+
+    directory = data_dir or default_data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return open_store(sqlite_url(directory)), directory
+
+
+def _audit_admin(store, operation: str, summary: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    from facegate.governance import audit
+
+    with store.transaction() as tx:
+        audit.append(tx, {
+            "key_id": "cli", "organization": None, "purpose": "administration", "operation": operation,
+            "collection": None, "decision": "allow", "policies": [], "status": 200, "error_type": None, "summary": summary,
+        })
+
+
+# -- organisations ---------------------------------------------------------------------------
+
+@click.group()
+def orgs() -> None:
+    """Organisations: who keys belong to, with a declared sector."""
+
+
+@orgs.command("create")
+@click.argument("name")
+@click.option("--sector", required=True, type=click.Choice(["law_enforcement", "government", "ngo", "commercial", "research", "individual"]))
+@click.option("--flag", "flags", multiple=True, help="e.g. approved_child_safety (repeatable).")
+@_data_dir
+@click.option("--json", "as_json", is_flag=True)
+def orgs_create(name: str, sector: str, flags: tuple[str, ...], data_dir: Path | None, as_json: bool) -> None:
+    """Create an organisation.
+
+    \b
+    Example:
+      facegate orgs create "Metro Police" --sector law_enforcement
+      facegate orgs create Polaris --sector ngo --flag approved_child_safety
+    """
+    from facegate.governance.identity import IdentityError, create_organization
+
+    store, _ = _store(data_dir)
+    try:
+        create_organization(store, name, sector, flags)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _audit_admin(store, "facegate:OrganizationCreate", {"name": name, "sector": sector, "flags": list(flags)})
+    out = {"Name": name, "Sector": sector, "Flags": list(flags)}
+    click.echo(json.dumps(out) if as_json else f"created {name} ({sector})")
+
+
+@orgs.command("list")
+@_data_dir
+@click.option("--json", "as_json", is_flag=True)
+def orgs_list(data_dir: Path | None, as_json: bool) -> None:
+    """List organisations."""
+    store, _ = _store(data_dir)
+    with store.reader() as tx:
+        rows = [{"Name": o.name, "Sector": o.sector, "Flags": list(o.flags)} for o in tx.list_organizations()]
+    click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(f"{r['Name']}\t{r['Sector']}\t{','.join(r['Flags'])}" for r in rows))
+
+
+# -- policy packs ----------------------------------------------------------------------------
+
+@click.group()
+def policy() -> None:
+    """Policy packs: list, show, enable, disable, and dry-run decisions."""
+
+
+def _policies(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from facegate.governance.policy import Policies
+
+    store, directory = _store(data_dir)
+    return Policies(store, directory / "packs"), store
+
+
+@policy.command("list")
+@_data_dir
+def policy_list(data_dir: Path | None) -> None:
+    """List packs and whether each is on. Your own packs go in <data dir>/packs/*.cedar."""
+    policies, _ = _policies(data_dir)
+    for pack in policies.packs():
+        click.echo(f"{'on ' if pack.enabled else 'off'}  {pack.name}  ({pack.path})")
+
+
+@policy.command("show")
+@click.argument("name")
+@_data_dir
+def policy_show(name: str, data_dir: Path | None) -> None:
+    """Print a pack's Cedar text.
+
+    \b
+    Example:
+      facegate policy show us-police-moratorium-2020
+    """
+    policies, _ = _policies(data_dir)
+    try:
+        click.echo(policies.pack(name).text)
+    except KeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _set_pack(name: str, enabled: bool, data_dir: Path | None) -> None:
+    from facegate.governance.policy import ALWAYS_ON
+
+    policies, store = _policies(data_dir)
+    try:
+        pack = policies.pack(name)
+    except KeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if name == ALWAYS_ON and not enabled:
+        raise click.ClickException("the baseline pack is always on")
+    problems = policies.validate(pack.text)
+    if problems:
+        raise click.ClickException(f"{name} does not validate against the schema: {problems}")
+    with store.transaction() as tx:
+        tx.set_pack_state(name, enabled)
+    _audit_admin(store, "facegate:PolicyEnable" if enabled else "facegate:PolicyDisable", {"pack": name})
+    click.echo(f"{name}: {'on' if enabled else 'off'}")
+
+
+@policy.command("enable")
+@click.argument("name")
+@_data_dir
+def policy_enable(name: str, data_dir: Path | None) -> None:
+    """Turn a pack on (audited). Example: facegate policy enable eu-ai-act-art5"""
+    _set_pack(name, True, data_dir)
+
+
+@policy.command("disable")
+@click.argument("name")
+@_data_dir
+def policy_disable(name: str, data_dir: Path | None) -> None:
+    """Turn a pack off (audited). Example: facegate policy disable threshold-floors"""
+    _set_pack(name, False, data_dir)
+
+
+@policy.command("set-moratorium-end")
+@click.argument("date")
+@_data_dir
+def policy_moratorium_end(date: str, data_dir: Path | None) -> None:
+    """Set when us-police-moratorium-2020 ends (YYYY-MM-DD), or "none" for until further notice."""
+    _, store = _policies(data_dir)
+    value = 0 if date == "none" else int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp())
+    from facegate.governance.policy import MORATORIUM_END_SETTING
+
+    with store.transaction() as tx:
+        tx.set_setting(MORATORIUM_END_SETTING, str(value))
+    _audit_admin(store, "facegate:PolicySetting", {"moratorium_ends": date})
+    click.echo(f"moratorium ends: {date}")
+
+
+@policy.command("test")
+@click.option("--key", "key_id", required=True, help="Access key id to decide for.")
+@click.option("--op", "operation", required=True, help="Rekognition operation, e.g. SearchFacesByImage.")
+@click.option("--collection", help="CollectionId the request would name.")
+@click.option("--threshold", type=float, help="FaceMatchThreshold / SimilarityThreshold / UserMatchThreshold.")
+@click.option("--case-ref", help="Pretend an X-Facegate-Case-Ref header was sent.")
+@_data_dir
+def policy_test(key_id: str, operation: str, collection: str | None, threshold: float | None, case_ref: str | None, data_dir: Path | None) -> None:
+    """Dry-run a decision and explain it; exits 1 when denied.
+
+    \b
+    Example:
+      facegate policy test --key AKIA... --op SearchFacesByImage --collection missing --threshold 99
+    """
+    from facegate.governance.identity import IdentityError, resolve
+    from facegate.governance.policy import THRESHOLDS
+
+    policies, store = _policies(data_dir)
+    try:
+        identity = resolve(store, key_id)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from exc
+    params: dict[str, Any] = {}
+    if threshold is not None and operation in THRESHOLDS:
+        params[THRESHOLDS[operation][0]] = threshold
+    record = None
+    tags: dict[str, str] = {}
+    if collection:
+        params["CollectionId"] = collection
+        from facegate.store.records import CollectionRecord
+
+        with store.reader() as tx:
+            record = tx.get_collection(identity.organization, collection)
+            tags = tx.get_tags(record.pk) if record else {}
+        record = record or CollectionRecord(-1, identity.organization, collection, "", "", 0.0)
+    decision = policies.decide(identity, operation, record, tags, params, case_ref)
+    click.echo(f"key {identity.access_key_id}: organisation {identity.organization} ({identity.sector}), purpose {identity.purpose}")
+    click.echo(f"context: {json.dumps(decision.context, sort_keys=True)}")
+    click.echo(("ALLOW: " if decision.allowed else "DENY: ") + decision.explain())
+    if not decision.allowed:
+        sys.exit(1)
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+@click.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log: show, export, verify."""
+
+
+def _since(value: str | None) -> float | None:
+    return None if value is None else dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+@audit_group.command("show")
+@click.option("--since", help="ISO date or time, UTC.")
+@click.option("--org", help="Only this organisation.")
+@click.option("--op", help="Only this operation.")
+@_data_dir
+def audit_show(since: str | None, org: str | None, op: str | None, data_dir: Path | None) -> None:
+    """One line per record.
+
+    \b
+    Example:
+      facegate audit show --since 2026-11-01 --op SearchFacesByImage
+    """
+    from facegate.governance import audit
+
+    store, _ = _store(data_dir)
+    with store.reader() as tx:
+        records = audit.stored_records(tx, since=_since(since), organization=org, operation=op)
+    for r in records:
+        when = dt.datetime.fromtimestamp(r["time"], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(
+            f"{r['seq']:>6} {when} {r.get('organization') or '-'} {r.get('purpose') or '-'} {r['operation']} "
+            f"{r.get('collection') or '-'} {r.get('decision') or '-'} {r.get('status')} {r.get('error_type') or ''} "
+            f"{json.dumps(r.get('summary', {}), sort_keys=True)}"
+        )
+
+
+_CSV_COLUMNS = ["seq", "time", "request_id", "key_id", "organization", "sector", "purpose", "operation", "collection",
+                "case_reference", "threshold", "decision", "policies", "status", "error_type", "summary", "prev_hash", "hash"]
+
+
+@audit_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+@_data_dir
+def audit_export(fmt: str, out: Path | None, data_dir: Path | None) -> None:
+    """Export every record. JSONL keeps each record exactly as hashed, so it can be verified.
+
+    \b
+    Example:
+      facegate audit export --format jsonl --out audit.jsonl && facegate audit verify --file audit.jsonl
+    """
+    from facegate.governance import audit
+
+    store, _ = _store(data_dir)
+    with store.reader() as tx:
+        records = audit.stored_records(tx)
+    if fmt == "jsonl":
+        text = "".join(audit.canonical(r) + "\n" for r in records)
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, _CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({**r, "policies": json.dumps(r.get("policies")), "summary": json.dumps(r.get("summary"), sort_keys=True)})
+        text = buffer.getvalue()
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+
+
+@audit_group.command("verify")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A JSONL export to verify instead of the database.")
+@_data_dir
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Check the hash chain; exits 1 and names the first bad record on any tampering.
+
+    \b
+    Example:
+      facegate audit verify && facegate audit verify --file audit.jsonl
+    """
+    from facegate.governance import audit
+
+    if file is not None:
+        try:
+            records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{file} is not JSONL: {exc}") from exc
+        verdict = audit.verify(records)
+    else:
+        store, _ = _store(data_dir)
+        with store.reader() as tx:
+            verdict = audit.verify(audit.stored_records(tx), audit.head(tx))
+    result = {"ok": verdict.ok, "records": verdict.records, "first_bad_seq": verdict.first_bad_seq,
+              "problem": verdict.problem, "head_hash": verdict.head_hash}
+    if as_json:
+        click.echo(json.dumps(result))
+    elif verdict.ok:
+        click.echo(f"OK: {verdict.records} records, chain intact, head {verdict.head_hash}")
+    else:
+        click.echo(f"TAMPERED: {verdict.problem}")
+    if not verdict.ok:
+        sys.exit(1)
+
+
+# -- consent and retention ---------------------------------------------------------------------
+
+@click.group()
+def consent() -> None:
+    """Consent records for collections tagged facegate:consent=required."""
+
+
+@consent.command("add")
+@click.argument("consent_id")
+@click.option("--subject", required=True, help="Who consented (a reference, not biometric data).")
+@click.option("--expires", required=True, help="YYYY-MM-DD (UTC).")
+@click.option("--org", default="default", show_default=True)
+@_data_dir
+def consent_add(consent_id: str, subject: str, expires: str, org: str, data_dir: Path | None) -> None:
+    """Record consent; index the subject's faces with ExternalImageId=CONSENT_ID.
+
+    \b
+    Example:
+      facegate consent add consent-0042 --subject "employee 42" --expires 2027-12-31 --org acme
+    """
+    store, _ = _store(data_dir)
+    expires_at = dt.datetime.fromisoformat(expires).replace(tzinfo=dt.timezone.utc).timestamp()
+    with store.transaction() as tx:
+        if tx.get_consent(org, consent_id) is not None:
+            raise click.ClickException(f"consent {consent_id} already exists")
+        tx.create_consent(org, consent_id, subject, expires_at)
+    _audit_admin(store, "facegate:ConsentAdd", {"organization": org, "consent_id": consent_id, "expires": expires})
+    click.echo(f"consent {consent_id} recorded until {expires}")
+
+
+@consent.command("revoke")
+@click.argument("consent_id")
+@click.option("--org", default="default", show_default=True)
+@_data_dir
+def consent_revoke(consent_id: str, org: str, data_dir: Path | None) -> None:
+    """Revoke consent and delete every face indexed under it (audited)."""
+    from facegate.governance.retention import revoke_consent
+
+    store, _ = _store(data_dir)
+    try:
+        record = revoke_consent(store, org, consent_id)
+    except KeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"revoked {consent_id}; deleted {record['summary']['faces_deleted']} face(s)")
+
+
+@click.group()
+def retention() -> None:
+    """Retention: delete faces older than their collection's facegate:retention-days."""
+
+
+@retention.command("enforce")
+@_data_dir
+def retention_enforce(data_dir: Path | None) -> None:
+    """Sweep now; every deletion is audited. The server also sweeps at start-up and hourly."""
+    from facegate.governance.retention import enforce_retention
+
+    store, _ = _store(data_dir)
+    records = enforce_retention(store, now=time.time())
+    deleted = sum(r["summary"]["faces_deleted"] for r in records)
+    click.echo(f"deleted {deleted} face(s) from {len(records)} collection(s)")
