@@ -25,19 +25,8 @@ def server(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def sent(server):
-    """Request ids of every API call this module makes, in order (for the audit scenario)."""
-    return []
-
-
-def client_for(server, sent, **key):
-    client = server.client(server.new_key(**key))
-    client.meta.events.register(
-        "after-call.rekognition.*",
-        lambda http_response, **_: sent.append(http_response.headers.get("x-amzn-RequestId")),
-    )
-    return client
+def client_for(server, **key):
+    return server.client(server.new_key(**key))
 
 
 def cli(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -57,23 +46,16 @@ def denial(excinfo) -> str:
     return excinfo.value.response["Error"]["Message"]
 
 
-@pytest.fixture(scope="module")
-def ngo(server, sent, faces_dir):
-    """An NGO's collection with one indexed face, for law-enforcement keys to search."""
-    client = client_for(server, sent, owner="police-dept", sector="law_enforcement", purpose="missing_children")
-    return client
-
-
-def test_law_enforcement_investigation_search_is_denied_naming_the_moratorium(server, sent, faces_dir):
-    police = client_for(server, sent, owner="metro-police", sector="law_enforcement", purpose="criminal_investigation")
+def test_law_enforcement_investigation_search_is_denied_naming_the_moratorium(server, faces_dir):
+    police = client_for(server, owner="metro-police", sector="law_enforcement", purpose="criminal_investigation")
     with pytest.raises(ClientError) as excinfo:
         police.search_faces_by_image(CollectionId="mugshots", Image=photo(faces_dir), FaceMatchThreshold=99)
     message = denial(excinfo)
     assert "us-police-moratorium-2020" in message and "moratorium" in message
 
 
-def test_missing_children_search_by_police_is_allowed_at_99_and_denied_at_80_naming_the_floor(server, sent, faces_dir):
-    police = client_for(server, sent, owner="child-unit", sector="law_enforcement", purpose="missing_children")
+def test_missing_children_search_by_police_is_allowed_at_99_and_denied_at_80_naming_the_floor(server, faces_dir):
+    police = client_for(server, owner="child-unit", sector="law_enforcement", purpose="missing_children")
     police.create_collection(CollectionId="missing")
     police.index_faces(CollectionId="missing", Image=photo(faces_dir, "Colin_Powell", 1))
     found = police.search_faces_by_image(CollectionId="missing", Image=photo(faces_dir, "Colin_Powell", 2), FaceMatchThreshold=99)
@@ -87,9 +69,9 @@ def test_missing_children_search_by_police_is_allowed_at_99_and_denied_at_80_nam
     assert "threshold-floors" in denial(excinfo)
 
 
-def test_photo_library_key_works_in_its_own_collection_and_sees_no_one_elses(server, sent, faces_dir):
-    library = client_for(server, sent, owner="photo-app", sector="commercial", purpose="photo_library")
-    other = client_for(server, sent, owner="other-app", sector="commercial", purpose="photo_library")
+def test_photo_library_key_works_in_its_own_collection_and_sees_no_one_elses(server, faces_dir):
+    library = client_for(server, owner="photo-app", sector="commercial", purpose="photo_library")
+    other = client_for(server, owner="other-app", sector="commercial", purpose="photo_library")
     other.create_collection(CollectionId="theirs")
     library.create_collection(CollectionId="albums")
     assert len(library.detect_faces(Image=photo(faces_dir))["FaceDetails"]) == 1
@@ -108,8 +90,8 @@ def test_photo_library_key_works_in_its_own_collection_and_sees_no_one_elses(ser
     assert all("Bytes" not in json.dumps(r) for r in records)
 
 
-def test_a_research_key_cannot_identify_but_can_detect(server, sent, faces_dir):
-    custom = client_for(server, sent, owner="lab", sector="research", purpose="attendance_study")
+def test_a_research_key_cannot_identify_but_can_detect(server, faces_dir):
+    custom = client_for(server, owner="lab", sector="research", purpose="attendance_study")
     custom.create_collection(CollectionId="lab")
     with pytest.raises(ClientError) as excinfo:
         custom.search_faces_by_image(CollectionId="lab", Image=photo(faces_dir))
@@ -117,16 +99,16 @@ def test_a_research_key_cannot_identify_but_can_detect(server, sent, faces_dir):
     assert custom.detect_faces(Image=photo(faces_dir))["FaceDetails"]
 
 
-def test_approved_child_safety_organisations_are_carved_out_of_the_moratorium(server, sent, faces_dir):
+def test_approved_child_safety_organisations_are_carved_out_of_the_moratorium(server, faces_dir):
     flagged = client_for(
-        server, sent, owner="task-force", sector="law_enforcement", purpose="criminal_investigation", flags=("approved_child_safety",)
+        server, owner="task-force", sector="law_enforcement", purpose="criminal_investigation", flags=("approved_child_safety",)
     )
     flagged.create_collection(CollectionId="cases")
     assert flagged.search_faces_by_image(CollectionId="cases", Image=photo(faces_dir), FaceMatchThreshold=99)["FaceMatches"] == []
 
 
-def test_eu_ai_act_pack_requires_a_case_reference_sent_by_a_boto3_hook(server, sent, faces_dir):
-    police = client_for(server, sent, owner="eu-police", sector="law_enforcement", purpose="missing_children")
+def test_eu_ai_act_pack_requires_a_case_reference_sent_by_a_boto3_hook(server, faces_dir):
+    police = client_for(server, owner="eu-police", sector="law_enforcement", purpose="missing_children")
     police.create_collection(CollectionId="eu")
     cli(server, "policy", "enable", "eu-ai-act-art5")
     try:
@@ -156,8 +138,8 @@ def test_policy_test_explains_a_decision(server):
     assert "ALLOW" in done.stdout
 
 
-def test_retention_enforce_deletes_expired_faces_and_audits_each(server, sent, faces_dir):
-    keeper = client_for(server, sent, owner="gym", sector="commercial", purpose="access_control")
+def test_retention_enforce_deletes_expired_faces_and_audits_each(server, faces_dir):
+    keeper = client_for(server, owner="gym", sector="commercial", purpose="access_control")
     keeper.create_collection(CollectionId="members", Tags={"facegate:retention-days": "30"})
     old = keeper.index_faces(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 1))["FaceRecords"][0]["Face"]["FaceId"]
     new = keeper.index_faces(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 2))["FaceRecords"][0]["Face"]["FaceId"]
@@ -171,8 +153,8 @@ def test_retention_enforce_deletes_expired_faces_and_audits_each(server, sent, f
     assert keeper.search_faces_by_image(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 1), FaceMatchThreshold=99)["FaceMatches"][0]["Face"]["FaceId"] == new
 
 
-def test_consent_required_collections_need_a_live_consent_record(server, sent, faces_dir):
-    employer = client_for(server, sent, owner="acme", sector="commercial", purpose="access_control")
+def test_consent_required_collections_need_a_live_consent_record(server, faces_dir):
+    employer = client_for(server, owner="acme", sector="commercial", purpose="access_control")
     employer.create_collection(CollectionId="staff", Tags={"facegate:consent": "required"})
     for external in ({}, {"ExternalImageId": "consent-0042"}):
         with pytest.raises(ClientError) as excinfo:
@@ -187,12 +169,26 @@ def test_consent_required_collections_need_a_live_consent_record(server, sent, f
     assert revoked[-1]["summary"]["face_ids"] == [face_id] and records[-1]["operation"] == "ListFaces"
 
 
-def test_every_request_is_audited_in_order_and_any_tampering_is_detected(server, sent, tmp_path):
-    """Runs last in this module: it checks every request made above."""
+def test_every_request_is_audited_in_order_and_any_tampering_is_detected(server, faces_dir, tmp_path):
+    mixed = client_for(server, owner="audited", sector="law_enforcement", purpose="criminal_investigation")
+    sent = []
+    calls = [
+        lambda: mixed.create_collection(CollectionId="audited"),                       # allowed
+        lambda: mixed.detect_faces(Image=photo(faces_dir)),                            # allowed
+        lambda: mixed.search_faces_by_image(CollectionId="audited", Image=photo(faces_dir)),  # denied
+        lambda: mixed.describe_collection(CollectionId="nowhere"),                     # fails
+        lambda: mixed.list_faces(CollectionId="audited"),                              # allowed
+    ] * 3
+    for call in calls:
+        try:
+            sent.append(call()["ResponseMetadata"]["RequestId"])
+        except ClientError as error:
+            sent.append(error.response["ResponseMetadata"]["RequestId"])
     records = [json.loads(line) for line in cli(server, "audit", "export").stdout.splitlines()]
     audited = [r["request_id"] for r in records if r.get("request_id")]
-    assert len(sent) > 20
-    assert [rid for rid in audited if rid in set(sent)] == sent  # all of them, in the order sent
+    assert len(set(audited)) == len(audited)
+    assert [rid for rid in audited if rid in set(sent)] == sent  # every one of them, in the order sent
+    assert [r["decision"] for r in records if r.get("request_id") in set(sent)][:5] == ["allow", "allow", "deny", "allow", "allow"]
     assert cli(server, "audit", "verify").returncode == 0
 
     export = tmp_path / "audit.jsonl"

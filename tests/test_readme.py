@@ -40,3 +40,23 @@ def test_the_readme_boto3_script_runs_and_prints_what_it_promises(tmp_path, face
 def test_the_readme_shows_the_two_commands():
     text = README.read_text()
     assert "make serve" in text and "make test" in text
+
+
+def test_the_readme_quotes_every_shipped_pack_as_it_is():
+    from importlib import resources
+
+    text = README.read_text()
+    packs = Path(str(resources.files("facegate.governance").joinpath("packs"))).glob("*.cedar")
+    for pack in packs:
+        assert pack.read_text().strip() in text, f"README is out of date for {pack.name}"
+
+
+def test_the_readme_example_of_a_custom_pack_validates_against_the_schema(tmp_path):
+    from facegate.governance.policy import Policies
+    from facegate.store.database import open_store, sqlite_url
+
+    example = re.search(r"### Writing your own pack.*?```cedar\n(.*?)```", README.read_text(), flags=re.S)
+    assert example is not None
+    store = open_store(sqlite_url(tmp_path))
+    assert Policies(store).validate(example.group(1)) == []
+    assert Policies(store).validate("forbid (principal, action, resource) when { context.nonsense };") != []
