@@ -13,20 +13,15 @@ from typing import Any
 
 import click
 
-from facegate.server import default_data_dir
+from facegate.cli.data_dir import data_dir_option, open_data_dir
+from facegate.store.database import Store
 
-_data_dir = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="The data directory. Default: $FACEGATE_DATA_DIR, else ./data.",
-)
+_data_dir = data_dir_option
 
 
-def _store(data_dir: Path | None):  # type: ignore[no-untyped-def]
-    from facegate.store.database import open_store, sqlite_url
-
-    directory = data_dir or default_data_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    return open_store(sqlite_url(directory)), directory
+def _store(data_dir: Path | None) -> tuple[Store, Path]:
+    store, _, directory = open_data_dir(data_dir)
+    return store, directory
 
 
 def _audit_admin(store, operation: str, summary: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]

@@ -7,23 +7,18 @@ from pathlib import Path
 
 import click
 
+from facegate.cli.data_dir import data_dir_option, open_data_dir
 from facegate.server import default_data_dir
 
 RETENTION_SWEEP_SECONDS = 3600
 """The server sweeps expired faces at start-up and then hourly."""
 
-_data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the database and master key live. Default: $FACEGATE_DATA_DIR, else ./data.",
-)
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@_data_dir_option
+@data_dir_option
 def serve(host: str, port: int, data_dir: Path | None) -> None:
     """Serve the Rekognition face API (AWS JSON 1.1 + SigV4) on HOST:PORT.
 
@@ -75,7 +70,7 @@ def keys() -> None:
               help="The one declared purpose: missing_children, trafficking_victims, access_control, "
                    "identity_verification, photo_library, criminal_investigation, research, or your own.")
 @click.option("--name", default=None, help="A label for the key, e.g. the app that uses it.")
-@_data_dir_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"AccessKeyId": ..., "SecretAccessKey": ...}.')
 def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_json: bool) -> None:
     """Create an access key bound to one organisation and one purpose.
@@ -89,7 +84,7 @@ def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_j
     from facegate.governance.identity import IdentityError
     from facegate.governance.keys import create_access_key
 
-    store, box = _open(data_dir)
+    store, box, _ = open_data_dir(data_dir)
     try:
         key = create_access_key(store, box, name or f"{org}-{purpose}", org, purpose)
     except IdentityError as exc:
@@ -101,11 +96,11 @@ def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_j
 
 
 @keys.command("list")
-@_data_dir_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True)
 def list_keys(data_dir: Path | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    store, _ = _open(data_dir)
+    store, _, _ = open_data_dir(data_dir)
     with store.reader() as tx:
         rows = [
             {"AccessKeyId": k.access_key_id, "Name": k.name, "Organization": k.owner, "Purpose": k.purpose,
@@ -121,20 +116,11 @@ def list_keys(data_dir: Path | None, as_json: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("access_key_id")
-@_data_dir_option
+@data_dir_option
 def revoke(access_key_id: str, data_dir: Path | None) -> None:
     """Revoke a key; it stops working at its next request."""
-    store, _ = _open(data_dir)
+    store, _, _ = open_data_dir(data_dir)
     with store.transaction() as tx:
         if not tx.revoke_access_key(access_key_id):
             raise click.ClickException(f"no active key {access_key_id}")
     click.echo(f"revoked {access_key_id}")
-
-
-def _open(data_dir: Path | None):  # type: ignore[no-untyped-def]
-    from facegate.store.database import open_store, sqlite_url
-    from facegate.store.secrets import SecretBox
-
-    directory = data_dir or default_data_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    return open_store(sqlite_url(directory)), SecretBox.for_data_dir(directory)

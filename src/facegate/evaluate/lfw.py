@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from facegate.engine.calibration import SimilarityCalibration
-from facegate.engine.pipeline import load_engine
 from facegate.evaluate.describe import EngineChoice, describe_photos
 from facegate.evaluate.lfw_pairs import read_pairs
 from facegate.evaluate.stats import error_rates, kfold_accuracy
@@ -84,9 +83,3 @@ def lfw_report(result: LfwResult, calibration: SimilarityCalibration, model_vers
         "calibration": {"slope": calibration.slope, "midpoint": calibration.midpoint},
         "date": dt.date.today().isoformat(),
     }
-
-
-def evaluate_lfw(pairs_file: Path, images_dir: Path, choice: EngineChoice = EngineChoice()) -> dict[str, Any]:
-    engine = load_engine(choice.detector, choice.embedder, choice.augment)
-    result = describe_lfw(pairs_file, images_dir, choice)
-    return lfw_report(result, engine.calibration, engine.model_version)

@@ -286,14 +286,6 @@ class Transaction:
         self.set_face_user(collection_pk, face_ids, None)
         self.connection.execute(delete(schema.users).where(and_(u.collection_pk == collection_pk, u.user_id == user_id)))
 
-    def count_user_faces(self, collection_pk: int, user_id: str) -> int:
-        f = schema.faces.c
-        return self.connection.execute(
-            select(func.count()).where(and_(f.collection_pk == collection_pk, f.user_id == user_id))
-        ).scalar_one()
-
-    # -- idempotency ---------------------------------------------------------------------
-
     def get_idempotent(self, collection_pk: int, operation: str, token: str) -> tuple[str, str] | None:
         """(request hash, stored response JSON) for a token already used, else None."""
         i = schema.idempotency_tokens.c
@@ -328,13 +320,6 @@ class Transaction:
     def list_organizations(self) -> list[OrganizationRecord]:
         rows = self.connection.execute(select(schema.organizations).order_by(schema.organizations.c.name))
         return [OrganizationRecord(r.name, r.sector, tuple(json.loads(r.flags)), r.created_at) for r in rows]
-
-    def set_organization_flags(self, name: str, flags: Sequence[str]) -> None:
-        self.connection.execute(
-            update(schema.organizations).where(schema.organizations.c.name == name).values(flags=json.dumps(sorted(flags)))
-        )
-
-    # -- policy packs and settings -------------------------------------------------------
 
     def pack_states(self) -> dict[str, bool]:
         rows = self.connection.execute(select(schema.policy_packs.c.name, schema.policy_packs.c.enabled))
