@@ -126,3 +126,68 @@ def boxes(imglab_xml: Path, images_dir: Path, as_json: bool) -> None:
         "precision": hits / detected if detected else None,
     }
     click.echo(json.dumps(result, indent=2) if as_json else " ".join(f"{k}={v}" for k, v in result.items()))
+
+
+def _emit(report: dict, as_json: bool, summary: str) -> None:
+    click.echo(json.dumps(report, indent=2) if as_json else summary)
+
+
+@evaluate.command("verification")
+@click.argument("dataset_dir", type=_existing_dir)
+@click.option("--pairs", "pairs_file", type=_existing_file, help="An LFW-format pairs file; default: generated pairs.")
+@click.option("--max-genuine", default=20_000, show_default=True, help="Cap on generated genuine pairs (seeded sample).")
+@click.option("--impostors", default=100_000, show_default=True, help="Generated impostor pairs (seeded sample).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and plots here.")
+def verification(dataset_dir: Path, pairs_file: Path | None, max_genuine: int, impostors: int, seed: int, as_json: bool, out_dir: Path | None) -> None:
+    """1:1 verification error rates on a folder-per-identity photo set.
+
+    Reports EER, FMR and FNMR with Wilson intervals at similarity 80/90/95/99, and the
+    similarity needed for FMR 1e-3 and 1e-4. Photos without a detected face are listed.
+
+    \b
+    Example:
+      facegate evaluate verification ../shared/faces/lfw_erstrong --out reports/verification
+    """
+    from facegate.evaluate.report import write_verification_report
+    from facegate.evaluate.verification import verification_report
+
+    report, scores = verification_report(dataset_dir, pairs_file, max_genuine, impostors, seed)
+    if out_dir is not None:
+        write_verification_report(report, scores, out_dir)
+    rates = report["at_similarity"]
+    _emit(report, as_json, f"EER {report['eer']:.4f}; " + "; ".join(
+        f"@{k}: FMR {v['fmr']:.5f} FNMR {v['fnmr']:.4f}" for k, v in rates.items()))
+
+
+@evaluate.command("demographics")
+@click.argument("dataset_dir", type=_existing_dir)
+@click.argument("labels_tsv", type=_existing_file)
+@click.option("--impostors-per-group", default=20_000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report (a `groups` list) as JSON.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and plots here.")
+def demographics(dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, seed: int, as_json: bool, out_dir: Path | None) -> None:
+    """Per-group detection failures, FMR and FNMR at one global threshold, with NIST-style ratios.
+
+    LABELS_TSV has a `path` column (relative to the TSV's folder) and attribute columns;
+    only labelled photos under DATASET_DIR are used.
+
+    \b
+    Example:
+      facegate evaluate demographics ../shared/faces/utkface_mattans ../shared/faces/DEMOGRAPHICS.tsv
+    """
+    from facegate.evaluate.demographics import demographics_report
+    from facegate.evaluate.report import write_demographics_report
+
+    try:
+        report, scores = demographics_report(dataset_dir, labels_tsv, impostors_per_group, seed=seed)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if out_dir is not None:
+        write_demographics_report(report, scores, out_dir)
+    lines = [f"{g['attribute']:12s} {g['group']:16s} photos {g['n_photos']:5d} no-face {g['detection_failure_rate']:.3f} "
+             f"FMR {g['fmr'] if g['fmr'] is not None else 'n/a'} FNMR {g['fnmr'] if g['fnmr'] is not None else 'n/a'}"
+             f"{' (small sample)' if g['small_sample'] else ''}" for g in report["groups"]]
+    _emit(report, as_json, "\n".join(lines))

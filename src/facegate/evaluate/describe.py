@@ -36,6 +36,10 @@ class EngineChoice:
     augment: bool = True
 
 
+SHIPPED_ENGINE = EngineChoice()
+"""The configuration ``facegate serve`` uses; evaluations default to it so they describe the product."""
+
+
 @dataclass(frozen=True)
 class PhotoDescription:
     """One photo's outcome: ``descriptor`` is None when no face was found or the image was rejected."""
@@ -75,7 +79,7 @@ def describe_one(path: str, choice: EngineChoice, policy: str) -> PhotoDescripti
 
 def describe_photos(
     paths: Sequence[str],
-    choice: EngineChoice = EngineChoice(),
+    choice: EngineChoice = SHIPPED_ENGINE,
     policy: str = "largest",
     workers: int | None = None,
     label: str = "describing photos",

@@ -1,0 +1,148 @@
+"""Reports a regulator could read: Markdown and HTML with PNG plots, plus the JSON.
+
+Both documents are rendered from the same rows, so they never disagree. Each states the
+dataset, the counts, the model version, the calibration and the date.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facegate.evaluate.stats import roc_det  # noqa: E402
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.3f}%"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def det_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
+    """FNMR against FMR on log axes, one curve per group (groups without genuine pairs skipped)."""
+    figure, axes = plt.subplots(figsize=(6.5, 5))
+    for label, s in curves.items():
+        if len(s["genuine"]) and len(s["impostor"]):
+            _, fmr, fnmr = roc_det(s["genuine"], s["impostor"])
+            keep = (fmr > 0) & (fnmr > 0)
+            if keep.any():
+                axes.plot(fmr[keep], fnmr[keep], label=label)
+    axes.set(xlabel="false match rate", ylabel="false non-match rate", title=title)
+    if axes.get_legend_handles_labels()[0]:
+        axes.set(xscale="log", yscale="log")
+        axes.legend(fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no trade-off to plot: no group has both\nfalse matches and false non-matches",
+                  ha="center", va="center", transform=axes.transAxes)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def score_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
+    """Similarity distributions of genuine and impostor pairs, per group."""
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    bins = np.linspace(0, 100, 51)
+    for label, s in curves.items():
+        for kind, style in (("genuine", "-"), ("impostor", ":")):
+            if len(s[kind]):
+                counts, edges = np.histogram(s[kind], bins=bins)
+                axes.plot(edges[:-1] + 1, counts / counts.sum(), style, label=f"{label} {kind}")
+    axes.set(yscale="log", xlabel="similarity (0-100)", ylabel="share of pairs", title=title)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _documents(title: str, intro: list[tuple[str, str]], tables: list[tuple[str, list[str], list[list[str]]]], images: list[str], notes: list[str]) -> tuple[str, str]:
+    md = [f"# {title}", ""] + [f"- **{k}**: {v}" for k, v in intro] + [""]
+    page = [f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:.2em .6em;border-bottom:1px solid #ddd}</style>",
+            f"<h1>{html.escape(title)}</h1><ul>"] + [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in intro] + ["</ul>"]
+    for caption, header, rows in tables:
+        md += [f"## {caption}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        page += [f"<h2>{html.escape(caption)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+        page += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows] + ["</table>"]
+    for image in images:
+        md += [f"![{image}]({image})", ""]
+        page += [f'<p><img src="{html.escape(image)}" alt="{html.escape(image)}"></p>']
+    md += notes
+    page += [f"<p>{html.escape(n)}</p>" for n in notes]
+    return "\n".join(md) + "\n", "\n".join(page) + "\n"
+
+
+def _write(out_dir: Path, report: dict[str, Any], md: str, page: str) -> None:
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(md)
+    (out_dir / "report.html").write_text(page)
+
+
+def write_verification_report(report: dict[str, Any], scores: dict[str, np.ndarray], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    det_plot({"all pairs": scores}, out_dir / "det.png", "DET: verification")
+    score_plot({"all pairs": scores}, out_dir / "scores.png", "Similarity distributions")
+    rows = [[s, _percent(r["fmr"]), f"{_percent(r['fmr_interval'][0])}–{_percent(r['fmr_interval'][1])}",
+             _percent(r["fnmr"]), f"{_percent(r['fnmr_interval'][0])}–{_percent(r['fnmr_interval'][1])}"]
+            for s, r in report["at_similarity"].items()]
+    needed = [[k, f"{v['similarity']:.2f}", _percent(v["fnmr"]), "yes" if v["resolvable"] else "no (too few impostor pairs)"]
+              for k, v in report["similarity_for_fmr"].items()]
+    md, page = _documents(
+        "facegate verification report",
+        _intro(report) + [("EER", f"{_percent(report['eer'])} at similarity {report['eer_similarity']:.1f}"),
+                          ("accuracy at the calibrated decision (similarity 50)", _percent(report["accuracy_at_calibrated_decision"])),
+                          ("photos without a detected face", str(report["detection_failures"]))],
+        [("Error rates by similarity threshold (95% Wilson intervals)", ["similarity", "FMR", "FMR interval", "FNMR", "FNMR interval"], rows),
+         ("Similarity needed for a target false match rate", ["target FMR", "similarity", "FNMR there", "resolvable"], needed)],
+        ["det.png", "scores.png"],
+        ["A pair with a photo in which no face was detected counts as a non-match; such photos are listed in report.json."],
+    )
+    _write(out_dir, report, md, page)
+
+
+def write_demographics_report(report: dict[str, Any], scores: dict[str, dict[str, dict[str, np.ndarray]]], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables, images = [], []
+    for attribute, curves in scores.items():
+        safe = attribute.replace("×", "_x_")
+        det_plot(curves, out_dir / f"det_{safe}.png", f"DET by {attribute}")
+        score_plot(curves, out_dir / f"scores_{safe}.png", f"Similarity by {attribute}")
+        images += [f"det_{safe}.png", f"scores_{safe}.png"]
+        rows = [[g["group"], str(g["n_photos"]), str(g["n_identities"]), _percent(g["detection_failure_rate"]),
+                 _percent(g["fmr"]), _ratio(g["fmr_ratio_to_lowest"]), _percent(g["fnmr"]), _ratio(g["fnmr_ratio_to_lowest"]),
+                 _percent(g["at"]["80"]["fmr"]), _percent(g["at"]["99"]["fnmr"]), "yes" if g["small_sample"] else ""]
+                for g in report["groups"] if g["attribute"] == attribute]
+        tables.append((f"By {attribute}", ["group", "photos", "identities", "no face", "FMR", "FMR ratio", "FNMR", "FNMR ratio",
+                                            "FMR @80", "FNMR @99", "small sample"], rows))
+    thresholds = report["thresholds"]
+    md, page = _documents(
+        "facegate demographic differentials",
+        _intro(report) + [("global threshold", f"similarity {thresholds['fmr_1e-3']:.2f} (FMR 1e-3 over all impostor pairs)"),
+                          ("photos without a detected face", str(report["detection_failures"]))],
+        tables, images,
+        ["FMR and FNMR are at the global threshold; ratios divide each group's rate by the lowest nonzero rate in its attribute.",
+         "Impostor pairs are drawn within each group. n/a: not measurable (no genuine pairs, e.g. one photo per person).",
+         "Labels are dataset annotations, not self-identification. A small sample is flagged, not hidden."],
+    )
+    _write(out_dir, report, md, page)
+
+
+def _intro(report: dict[str, Any]) -> list[tuple[str, str]]:
+    intro = [("dataset", report["dataset"]), ("photos", str(report["photos"])), ("identities", str(report["identities"]))]
+    if "genuine_pairs" in report:
+        intro.append(("pairs", f"{report['genuine_pairs']} genuine, {report['impostor_pairs']} impostor"))
+    if "calibration" in report:
+        intro.append(("calibration", f"slope {report['calibration']['slope']:.2f}, midpoint {report['calibration']['midpoint']:.4f}"))
+    return intro + [("model", report["model_version"]), ("seed", str(report["seed"])), ("date", report["date"])]
