@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -128,3 +130,17 @@ def test_a_face_that_fills_the_frame_is_still_found(engine, portrait):
     assert len(faces) == 1
     found = faces[0].detection.box
     assert found.left > -60 and found.right < 260  # mapped back from the padded search to this image
+
+
+def test_concurrent_detection_matches_serial_detection(engine, labelled_group_photos):
+    """The server detects on a thread pool; dlib's HOG detector corrupted the heap when two
+    threads shared one instance, so this crashed the process before each thread got its own."""
+    images = [decode_image(p.path.read_bytes()) for p in labelled_group_photos[:8]]
+
+    def boxes(image):
+        return [f.detection.box for f in engine.detect(image, details=False)]
+
+    serial = [boxes(image) for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(boxes, images * 4))
+    assert concurrent == serial * 4

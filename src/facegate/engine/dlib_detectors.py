@@ -51,22 +51,35 @@ def upsample_for(width: int, height: int) -> int:
 
 
 class HogDetector:
-    """dlib's frontal-face HOG + linear SVM detector. Stateless, so safe across threads."""
+    """dlib's frontal-face HOG + linear SVM detector.
+
+    dlib's object_detector keeps scratch buffers inside the instance and releases the GIL
+    while it runs, so two threads sharing one instance corrupt the heap (seen: double free
+    under the server's thread pool). Each thread therefore gets its own instance; building
+    one takes milliseconds, and the threads then really do run in parallel.
+    """
 
     name = "dlib-hog"
 
     def __init__(self) -> None:
-        self._detector = dlib.get_frontal_face_detector()
+        self._per_thread = threading.local()
+
+    def _detector(self) -> dlib.fhog_object_detector:
+        detector = getattr(self._per_thread, "detector", None)
+        if detector is None:
+            detector = self._per_thread.detector = dlib.get_frontal_face_detector()
+        return detector
 
     def detect(self, pixels: np.ndarray) -> list[Detection]:
         height, width = pixels.shape[:2]
         upsample = upsample_for(width, height)
-        rects, scores, _ = self._detector.run(pixels, upsample, 0.0)
+        detector = self._detector()
+        rects, scores, _ = detector.run(pixels, upsample, 0.0)
         offset = 0
         if not rects:
             offset = int(RETRY_PADDING * max(width, height))
             padded = np.pad(pixels, ((offset, offset), (offset, offset), (0, 0)), mode="edge")
-            rects, scores, _ = self._detector.run(padded, upsample, 0.0)
+            rects, scores, _ = detector.run(padded, upsample, 0.0)
         return [_detection(rect, score, hog_confidence(score), offset) for rect, score in zip(rects, scores)]
 
 
