@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from facegate.cli.main import cli
+from facegate.engine.calibration import SimilarityCalibration
 from tests.support.photos import lfw_photo
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "David_Beckham", "Silvio_Berlusconi", "Jennifer_Capriati"]
@@ -85,3 +86,14 @@ def test_one_photo_per_person_gives_fmr_but_no_fnmr(faces_dir, tmp_path):
     assert report["identities"] == 16
     assert all(g["fnmr"] is None and g["genuine_pairs"] == 0 for g in report["groups"])
     assert all(g["impostor_pairs"] == 8 * 7 // 2 for g in report["groups"] if g["attribute"] == "race")
+
+
+def test_verification_fits_a_calibration_that_every_command_can_then_use(small_lfw, tmp_path, monkeypatch):
+    fitted = tmp_path / "calibration.json"
+    report = run("evaluate", "verification", str(small_lfw), "--json", "--fit-calibration", str(fitted))
+    written = json.loads(fitted.read_text())
+    assert written["slope"] == report["calibration"]["slope"] != SimilarityCalibration.load().slope
+    assert written["provenance"]["fitted_on"] == str(small_lfw) and written["provenance"]["genuine_pairs"] == 18
+    assert written["provenance"]["measured_on_fit_pairs"]["at_similarity"] == report["at_similarity"]
+    monkeypatch.setenv("FACEGATE_CALIBRATION", str(fitted))
+    assert SimilarityCalibration.load().midpoint == written["midpoint"]

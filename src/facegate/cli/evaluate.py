@@ -49,7 +49,7 @@ def lfw(pairs_file: Path, images_dir: Path, as_json: bool, detector: str, fit_ca
     if fit_calibration is not None:
         from facegate.evaluate.calibration_fit import fit_calibration_from_pairs
 
-        calibration = fit_calibration_from_pairs(result, engine.model_version, source=pairs_file.name)
+        calibration = fit_calibration_from_pairs(result.distances, result.same, engine.model_version, source=pairs_file.name)
     report = lfw_report(result, calibration, engine.model_version)
     if fit_calibration is not None:
         # Ship the error rates measured at the thresholds users will pick, beside the fit.
@@ -140,22 +140,39 @@ def _emit(report: dict, as_json: bool, summary: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and plots here.")
-def verification(dataset_dir: Path, pairs_file: Path | None, max_genuine: int, impostors: int, seed: int, as_json: bool, out_dir: Path | None) -> None:
+@click.option(
+    "--fit-calibration", "calibration_out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Fit the distance-to-similarity calibration on these pairs, score with it, and write it here "
+         "(apply it with FACEGATE_CALIBRATION=FILE).",
+)
+def verification(
+    dataset_dir: Path, pairs_file: Path | None, max_genuine: int, impostors: int, seed: int, as_json: bool,
+    out_dir: Path | None, calibration_out: Path | None,
+) -> None:
     """1:1 verification error rates on a folder-per-identity photo set.
 
     Reports EER, FMR and FNMR with Wilson intervals at similarity 80/90/95/99, and the
     similarity needed for FMR 1e-3 and 1e-4. Photos without a detected face are listed.
+    --fit-calibration re-calibrates similarity on your own photos.
 
     \b
-    Example:
+    Examples:
       facegate evaluate verification ../shared/faces/lfw_erstrong --out reports/verification
+      facegate evaluate verification my_people/ --fit-calibration my_calibration.json
+      FACEGATE_CALIBRATION=my_calibration.json facegate serve
     """
     from facegate.evaluate.report import write_verification_report
     from facegate.evaluate.verification import verification_report
 
-    report, scores = verification_report(dataset_dir, pairs_file, max_genuine, impostors, seed)
+    report, scores, calibration = verification_report(
+        dataset_dir, pairs_file, max_genuine, impostors, seed, fit_calibration=calibration_out is not None
+    )
     if out_dir is not None:
         write_verification_report(report, scores, out_dir)
+    if calibration_out is not None:
+        # Ship the error rates measured at the thresholds users will pick, beside the fit.
+        calibration.provenance["measured_on_fit_pairs"] = {"eer": report["eer"], "at_similarity": report["at_similarity"]}
+        calibration_out.write_text(calibration.to_json() + "\n")
     rates = report["at_similarity"]
     _emit(report, as_json, f"EER {report['eer']:.4f}; " + "; ".join(
         f"@{k}: FMR {v['fmr']:.5f} FNMR {v['fnmr']:.4f}" for k, v in rates.items()))
@@ -191,3 +208,41 @@ def demographics(dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, 
              f"FMR {g['fmr'] if g['fmr'] is not None else 'n/a'} FNMR {g['fnmr'] if g['fnmr'] is not None else 'n/a'}"
              f"{' (small sample)' if g['small_sample'] else ''}" for g in report["groups"]]
     _emit(report, as_json, "\n".join(lines))
+
+
+@evaluate.command("identification")
+@click.argument("gallery_dir", type=_existing_dir)
+@click.argument("probes_dir", type=_existing_dir)
+@click.option("--distractors", "distractors_dir", type=_existing_dir, help="Photos of people not in the gallery, searched as non-mated probes.")
+@click.option("--threads", default=2, show_default=True, help="Concurrent searches.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and plots here.")
+def identification(gallery_dir: Path, probes_dir: Path, distractors_dir: Path | None, threads: int, as_json: bool, out_dir: Path | None) -> None:
+    """1:N identification through IndexFaces and SearchFacesByImage on a throwaway instance.
+
+    Enrols one photo per identity folder of GALLERY_DIR, then searches with every other
+    photo in PROBES_DIR (the same folder is fine) and every photo under --distractors.
+    Reports rank-1 and rank-5 rates and FNIR at FPIR 0.01 and 0.001.
+
+    \b
+    Example:
+      facegate evaluate identification ../shared/faces/celeba_matush97 ../shared/faces/celeba_matush97 \\
+          --distractors ../shared/faces/lfw_erstrong --out reports/identification
+    """
+    from facegate.evaluate.identification import identification_report, search_scores
+    from facegate.evaluate.report import write_identification_report
+
+    try:
+        report, searches = identification_report(gallery_dir, probes_dir, distractors_dir, threads)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if out_dir is not None:
+        write_identification_report(report, search_scores(searches), out_dir)
+    fnir = "; ".join(f"FNIR@FPIR {k}: {v['fnir']:.4f} (similarity {v['similarity']:.2f})"
+                     for k, v in report["fnir_at_fpir"].items() if v is not None)
+    ranks = "; ".join(f"rank-{k} {_or_na(report[f'rank{k}']['rate'])}" for k in (1, 5))
+    _emit(report, as_json, f"{report['mated_searches']} mated, {report['non_mated_searches']} non-mated searches; {ranks}; {fnir}")
+
+
+def _or_na(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.4f}"

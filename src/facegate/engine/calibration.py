@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 _SHIPPED = "calibration.json"
+CALIBRATION_VARIABLE = "FACEGATE_CALIBRATION"
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,12 @@ class SimilarityCalibration:
 
     @classmethod
     def load(cls, path: Path | None = None) -> "SimilarityCalibration":
-        """The calibration at ``path``, or the one shipped with the package."""
+        """The calibration at ``path``, else at ``$FACEGATE_CALIBRATION``, else the shipped one.
+
+        The variable lets an operator apply a calibration fitted on their own photos
+        (``facegate evaluate verification --fit-calibration``) to every command at once,
+        so the server and the evaluations never disagree about what a similarity means."""
+        path = path or (Path(os.environ[CALIBRATION_VARIABLE]) if os.environ.get(CALIBRATION_VARIABLE) else None)
         if path is not None:
             return cls.from_json(path.read_text())
         return cls.from_json(resources.files("facegate.engine").joinpath(_SHIPPED).read_text())

@@ -8,14 +8,10 @@ class-balanced log-likelihood (so 1,200 genuine and 100,000 impostor pairs weigh
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facegate.engine.calibration import SimilarityCalibration
-
-if TYPE_CHECKING:
-    from facegate.evaluate.lfw import LfwResult
 
 
 def fit_logistic(distances: np.ndarray, same: np.ndarray, iterations: int = 100) -> tuple[float, float]:
@@ -40,14 +36,15 @@ def fit_logistic(distances: np.ndarray, same: np.ndarray, iterations: int = 100)
     return float(-coefficient), float(-intercept / coefficient)
 
 
-def fit_calibration_from_pairs(result: "LfwResult", model_version: str, source: str) -> SimilarityCalibration:
-    """Fit on every pair where both photos have a face; record where the numbers came from."""
-    usable = ~np.isnan(result.distances)
-    slope, midpoint = fit_logistic(result.distances[usable], result.same[usable])
+def fit_calibration_from_pairs(distances: np.ndarray, same: np.ndarray, model_version: str, source: str) -> SimilarityCalibration:
+    """Fit on every pair where both photos have a face (distance not NaN); record where the numbers came from."""
+    distances, same = np.asarray(distances, float), np.asarray(same, bool)
+    usable = ~np.isnan(distances)
+    slope, midpoint = fit_logistic(distances[usable], same[usable])
     provenance = {
         "fitted_on": source,
-        "genuine_pairs": int((result.same & usable).sum()),
-        "impostor_pairs": int((~result.same & usable).sum()),
+        "genuine_pairs": int((same & usable).sum()),
+        "impostor_pairs": int((~same & usable).sum()),
         "model_version": model_version,
         "date": dt.date.today().isoformat(),
         "method": "balanced logistic regression of same-person on Euclidean descriptor distance",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from facegate.engine.errors import ImageRejected
@@ -104,7 +105,7 @@ def map_photos(
     workers = workers or os.cpu_count() or 1
     chunks = [list(paths[i : i + _CHUNK]) for i in range(0, len(paths), _CHUNK)]
     results: list[T] = []
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
         task = progress.add_task(label, total=len(paths))
         for batch in _map_chunks(work, chunks, workers):
             results.extend(batch)
@@ -138,12 +139,14 @@ def _map_chunks(work: Callable[[str], T], chunks: list[list[str]], workers: int)
             os.environ["OPENBLAS_NUM_THREADS"] = env_before
 
 
-def _progress(show: bool | None) -> Progress:
+def progress_bar(show: bool | None = None) -> Progress:
+    """A rich progress bar that only draws on a terminal (stderr), so piped --json stays clean."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
         disable=not (show if show is not None else os.isatty(2)),
     )
 

@@ -28,8 +28,12 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def det_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
-    """FNMR against FMR on log axes, one curve per group (groups without genuine pairs skipped)."""
+def det_plot(
+    curves: dict[str, dict[str, np.ndarray]], path: Path, title: str,
+    axis_labels: tuple[str, str] = ("false match rate", "false non-match rate"),
+) -> None:
+    """FNMR against FMR on log axes, one curve per group (groups without genuine pairs skipped).
+    Identification uses the same plot with FPIR and FNIR, hence ``axis_labels``."""
     figure, axes = plt.subplots(figsize=(6.5, 5))
     for label, s in curves.items():
         if len(s["genuine"]) and len(s["impostor"]):
@@ -37,7 +41,7 @@ def det_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -
             keep = (fmr > 0) & (fnmr > 0)
             if keep.any():
                 axes.plot(fmr[keep], fnmr[keep], label=label)
-    axes.set(xlabel="false match rate", ylabel="false non-match rate", title=title)
+    axes.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title=title)
     if axes.get_legend_handles_labels()[0]:
         axes.set(xscale="log", yscale="log")
         axes.legend(fontsize=8)
@@ -50,17 +54,19 @@ def det_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -
     plt.close(figure)
 
 
-def score_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
+def score_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str, ylabel: str = "share of pairs") -> None:
     """Similarity distributions of genuine and impostor pairs, per group."""
     figure, axes = plt.subplots(figsize=(6.5, 4))
     bins = np.linspace(0, 100, 51)
     for label, s in curves.items():
+        both = len(s["genuine"]) > 0 and len(s["impostor"]) > 0
         for kind, style in (("genuine", "-"), ("impostor", ":")):
             if len(s[kind]):
                 counts, edges = np.histogram(s[kind], bins=bins)
-                axes.plot(edges[:-1] + 1, counts / counts.sum(), style, label=f"{label} {kind}")
-    axes.set(yscale="log", xlabel="similarity (0-100)", ylabel="share of pairs", title=title)
-    axes.legend(fontsize=7)
+                axes.plot(edges[:-1] + 1, counts / counts.sum(), style, label=f"{label} {kind}" if both else label)
+    axes.set(yscale="log", xlabel="similarity (0-100)", ylabel=ylabel, title=title)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -94,8 +100,7 @@ def write_verification_report(report: dict[str, Any], scores: dict[str, np.ndarr
     out_dir.mkdir(parents=True, exist_ok=True)
     det_plot({"all pairs": scores}, out_dir / "det.png", "DET: verification")
     score_plot({"all pairs": scores}, out_dir / "scores.png", "Similarity distributions")
-    rows = [[s, _percent(r["fmr"]), f"{_percent(r['fmr_interval'][0])}–{_percent(r['fmr_interval'][1])}",
-             _percent(r["fnmr"]), f"{_percent(r['fnmr_interval'][0])}–{_percent(r['fnmr_interval'][1])}"]
+    rows = [[s, _percent(r["fmr"]), _interval(r["fmr_interval"]), _percent(r["fnmr"]), _interval(r["fnmr_interval"])]
             for s, r in report["at_similarity"].items()]
     needed = [[k, f"{v['similarity']:.2f}", _percent(v["fnmr"]), "yes" if v["resolvable"] else "no (too few impostor pairs)"]
               for k, v in report["similarity_for_fmr"].items()]
@@ -139,10 +144,48 @@ def write_demographics_report(report: dict[str, Any], scores: dict[str, dict[str
     _write(out_dir, report, md, page)
 
 
+def write_identification_report(report: dict[str, Any], scores: dict[str, np.ndarray], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = {"searches": {"genuine": scores["mated"], "impostor": scores["non_mated"]}}
+    det_plot(curves, out_dir / "det.png", "DET: identification", ("false positive identification rate", "false negative identification rate"))
+    score_plot({"mate (mated)": {"genuine": scores["mated"], "impostor": np.empty(0)},
+                "best candidate (non-mated)": {"genuine": np.empty(0), "impostor": scores["non_mated"]}},
+               out_dir / "scores.png", "Similarity of mates and of non-mated best candidates", "share of searches")
+    rows = [[f"rank {k}", _percent(report[f"rank{k}"]["rate"]), _interval(report[f"rank{k}"]["rate_interval"])] for k in (1, 5)]
+    at_fpir = [[target, "n/a" if v is None else f"{v['similarity']:.2f}", "n/a" if v is None else _percent(v["fnir"]),
+                "n/a" if v is None else _interval(v["fnir_interval"]), "yes" if v and v["small_sample"] else ""]
+               for target, v in report["fnir_at_fpir"].items()]
+    at_similarity = [[s, _percent(v["fpir"]), _interval(v["fpir_interval"]), _percent(v["fnir"]), _interval(v["fnir_interval"])]
+                     for s, v in report["at_similarity"].items()]
+    md, page = _documents(
+        "facegate identification report",
+        _intro(report) + [("searches", f"{report['mated_searches']} mated, {report['non_mated_searches']} non-mated"),
+                          ("candidate list", f"{report['candidate_list_length']} (SearchFacesByImage MaxFaces)"),
+                          ("failed searches (no face in the probe)", str(len(report["failed_searches"]))),
+                          ("gallery identities that could not be enrolled", str(len(report["unenrollable_identities"])))],
+        [("Closed-set identification rate (95% Wilson intervals)", ["rank", "rate", "interval"], rows),
+         ("FNIR at a target FPIR", ["FPIR", "similarity", "FNIR", "FNIR interval", "small sample"], at_fpir),
+         ("FPIR and FNIR by similarity threshold", ["similarity", "FPIR", "FPIR interval", "FNIR", "FNIR interval"], at_similarity)],
+        ["det.png", "scores.png"],
+        ["Every search went through IndexFaces/SearchFacesByImage on a throwaway facegate instance, governance gate included.",
+         "A failed search counts as a miss (mated) or as no candidate (non-mated); failures are listed in report.json."],
+    )
+    _write(out_dir, report, md, page)
+
+
+def _interval(bounds: list[float]) -> str:
+    return f"{_percent(bounds[0])}–{_percent(bounds[1])}"
+
+
 def _intro(report: dict[str, Any]) -> list[tuple[str, str]]:
-    intro = [("dataset", report["dataset"]), ("photos", str(report["photos"])), ("identities", str(report["identities"]))]
+    if "dataset" in report:
+        intro = [("dataset", report["dataset"]), ("photos", str(report["photos"])), ("identities", str(report["identities"]))]
+    else:
+        intro = [("gallery", f"{report['gallery_dir']} ({report['enrolled']} of {report['gallery_identities']} identities enrolled, one photo each)"),
+                 ("probes", report["probes_dir"]), ("distractors", report["distractors_dir"] or "none")]
     if "genuine_pairs" in report:
         intro.append(("pairs", f"{report['genuine_pairs']} genuine, {report['impostor_pairs']} impostor"))
     if "calibration" in report:
         intro.append(("calibration", f"slope {report['calibration']['slope']:.2f}, midpoint {report['calibration']['midpoint']:.4f}"))
-    return intro + [("model", report["model_version"]), ("seed", str(report["seed"])), ("date", report["date"])]
+    seeded = [("seed", str(report["seed"]))] if "seed" in report else []
+    return intro + [("model", report["model_version"])] + seeded + [("date", report["date"])]

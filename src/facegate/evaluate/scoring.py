@@ -26,12 +26,16 @@ class DescribedSet:
     def detected(self) -> np.ndarray:
         return ~np.isnan(self.descriptors[:, 0])
 
-    def similarities(self, pairs: np.ndarray) -> np.ndarray:
-        """Similarity (0–100) per pair; a pair with an undetected photo scores 0 (a non-match)."""
+    def distances(self, pairs: np.ndarray) -> np.ndarray:
+        """Euclidean descriptor distance per pair (unit vectors); NaN where a photo has no face."""
         if len(pairs) == 0:
             return np.empty(0)
         a, b = self.descriptors[pairs[:, 0]], self.descriptors[pairs[:, 1]]
-        distance = np.sqrt(np.maximum(2.0 - 2.0 * np.einsum("ij,ij->i", a, b), 0.0))
+        return np.sqrt(np.maximum(2.0 - 2.0 * np.einsum("ij,ij->i", a, b), 0.0))
+
+    def similarities(self, pairs: np.ndarray) -> np.ndarray:
+        """Similarity (0–100) per pair; a pair with an undetected photo scores 0 (a non-match)."""
+        distance = self.distances(pairs)
         return np.where(np.isnan(distance), 0.0, self.calibration.similarity(np.nan_to_num(distance, nan=2.0)))
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facegate.engine.calibration import SimilarityCalibration
+from facegate.evaluate.calibration_fit import fit_calibration_from_pairs
 from facegate.evaluate.datasets import Pairs, photos_by_folder, sample_pairs
 from facegate.evaluate.labels import absolute
 from facegate.evaluate.lfw_pairs import read_pairs
@@ -28,9 +31,13 @@ def _rate_json(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> d
 
 
 def verification_report(
-    dataset_dir: Path, pairs_file: Path | None = None, max_genuine: int = 20_000, impostors: int = 100_000, seed: int = 0
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The ``--json`` report and the raw scores (for plots)."""
+    dataset_dir: Path, pairs_file: Path | None = None, max_genuine: int = 20_000, impostors: int = 100_000, seed: int = 0,
+    fit_calibration: bool = False,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], SimilarityCalibration]:
+    """The ``--json`` report, the raw scores (for plots) and the calibration they were scored with.
+
+    With ``fit_calibration`` the calibration is first fitted on these very pairs (the same
+    code path that produced the shipped one), and the report measures it in-sample."""
     if pairs_file is not None:
         listed = read_pairs(pairs_file)
         paths = sorted({str(absolute(dataset_dir / p)) for pair in listed for p in (pair.path_a, pair.path_b)})
@@ -47,8 +54,13 @@ def verification_report(
         pairs = sample_pairs(list(photos.values()), max_genuine, impostors, seed)
         identities = len(set(photos.values()))
     described = describe_set(paths, "verification photos")
+    if fit_calibration:
+        distances = np.concatenate([described.distances(pairs.genuine), described.distances(pairs.impostor)])
+        same = np.arange(len(distances)) < len(pairs.genuine)
+        described = replace(described, calibration=fit_calibration_from_pairs(distances, same, described.model_version, str(dataset_dir)))
     genuine, impostor = described.similarities(pairs.genuine), described.similarities(pairs.impostor)
-    return _report(dataset_dir, described, identities, genuine, impostor, seed), {"genuine": genuine, "impostor": impostor}
+    report = _report(dataset_dir, described, identities, genuine, impostor, seed)
+    return report, {"genuine": genuine, "impostor": impostor}, described.calibration
 
 
 def _report(
