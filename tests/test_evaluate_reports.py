@@ -68,7 +68,7 @@ def test_demographics_json_has_a_group_entry_per_attribute_value(small_lfw, tmp_
     assert women["n_photos"] == 3 and women["n_identities"] == 1
     assert women["fmr"] is None and women["impostor_pairs"] == 0  # one woman: no within-group impostors
     assert groups[("gender", "M")]["fnmr"] is not None and groups[("gender", "M")]["genuine_pairs"] == 15
-    assert (tmp_path / "demo" / "det_race_x_gender.png").is_file()
+    assert (tmp_path / "demo" / "det_race_x_gender.png").is_file() and (tmp_path / "demo" / "fmr_race_x_gender.png").is_file()
 
 
 def test_one_photo_per_person_gives_fmr_but_no_fnmr(faces_dir, tmp_path):

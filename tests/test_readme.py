@@ -60,3 +60,10 @@ def test_the_readme_example_of_a_custom_pack_validates_against_the_schema(tmp_pa
     store = open_store(sqlite_url(tmp_path))
     assert Policies(store).validate(example.group(1)) == []
     assert Policies(store).validate("forbid (principal, action, resource) when { context.nonsense };") != []
+
+
+def test_every_image_the_readme_shows_is_committed():
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert images, "the README should show its measured plots"
+    for image in images:
+        assert (README.parent / image).is_file(), image

@@ -54,6 +54,28 @@ def det_plot(
     plt.close(figure)
 
 
+def fmr_by_threshold_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
+    """Each group's FMR as the similarity threshold rises: where a DET cannot be drawn (one
+    photo per person), this still shows the differential an operator's threshold meets."""
+    figure, axes = plt.subplots(figsize=(6.5, 5))
+    thresholds = np.linspace(50, 100, 501)
+    for label, s in curves.items():
+        impostor = np.sort(np.asarray(s["impostor"], float))
+        if impostor.size:
+            fmr = (impostor.size - np.searchsorted(impostor, thresholds, side="left")) / impostor.size
+            keep = fmr > 0
+            axes.plot(thresholds[keep], fmr[keep], label=label)
+    for marker in (80, 99):
+        axes.axvline(marker, color="grey", linestyle="--", linewidth=0.8)
+    axes.set(yscale="log", xlabel="similarity threshold", ylabel="false match rate (same-group impostors)", title=title)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def score_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str, ylabel: str = "share of pairs") -> None:
     """Similarity distributions of genuine and impostor pairs, per group."""
     figure, axes = plt.subplots(figsize=(6.5, 4))
@@ -123,8 +145,9 @@ def write_demographics_report(report: dict[str, Any], scores: dict[str, dict[str
     for attribute, curves in scores.items():
         safe = attribute.replace("×", "_x_")
         det_plot(curves, out_dir / f"det_{safe}.png", f"DET by {attribute}")
+        fmr_by_threshold_plot(curves, out_dir / f"fmr_{safe}.png", f"False match rate by threshold and {attribute}")
         score_plot(curves, out_dir / f"scores_{safe}.png", f"Similarity by {attribute}")
-        images += [f"det_{safe}.png", f"scores_{safe}.png"]
+        images += [f"det_{safe}.png", f"fmr_{safe}.png", f"scores_{safe}.png"]
         rows = [[g["group"], str(g["n_photos"]), str(g["n_identities"]), _percent(g["detection_failure_rate"]),
                  _percent(g["fmr"]), _ratio(g["fmr_ratio_to_lowest"]), _percent(g["fnmr"]), _ratio(g["fnmr_ratio_to_lowest"]),
                  _percent(g["at"]["80"]["fmr"]), _percent(g["at"]["99"]["fnmr"]), "yes" if g["small_sample"] else ""]
