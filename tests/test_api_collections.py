@@ -6,6 +6,7 @@ Every response is also checked member by member against botocore's output shape.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
@@ -208,3 +209,25 @@ def test_another_owner_cannot_see_a_collection(server, client):
         stranger.describe_collection(CollectionId="private")
     assert error_code(excinfo) == "ResourceNotFoundException"
     assert "private" not in stranger.list_collections()["CollectionIds"]
+
+
+def test_concurrent_requests_all_succeed_and_agree_with_serial_answers(server, faces_dir):
+    """Requests run on the server's thread pool; the engine must give every thread the
+    same answer it gives one at a time (dlib's detector once crashed the process here)."""
+    clients = [server.client() for _ in range(4)]
+    client = clients[0]
+    call(client, "CreateCollection", CollectionId="crowd")
+    for name in ("Colin_Powell", "Tony_Blair", "Hugo_Chavez"):
+        call(client, "IndexFaces", CollectionId="crowd", Image=photo(faces_dir, name), ExternalImageId=name)
+    probes = [photo(faces_dir, name, 2) for name in ("Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Jennifer_Capriati")]
+
+    def answers(c, image):
+        boxes = [f["BoundingBox"] for f in c.detect_faces(Image=image)["FaceDetails"]]
+        matches = c.search_faces_by_image(CollectionId="crowd", Image=image, FaceMatchThreshold=50)["FaceMatches"]
+        return boxes, [(m["Face"]["ExternalImageId"], round(m["Similarity"], 4)) for m in matches]
+
+    serial = [answers(client, image) for image in probes]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        concurrent = list(pool.map(lambda c: [answers(c, image) for image in probes * 2], clients))
+    assert all(result == serial * 2 for result in concurrent)
+    assert [ids[0][0] for _, ids in serial[:3]] == ["Colin_Powell", "Tony_Blair", "Hugo_Chavez"]

@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from facegate.bench.local_server import serving
 from facegate.governance.keys import create_access_key
 from facegate.server import Facegate
 from facegate.store.records import FaceRecord
+
+
+CONCURRENT_CLIENTS = 2
+"""One client per core: the engine's detector runs in parallel threads (one dlib instance each)."""
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:
@@ -53,6 +58,14 @@ def _time(call: Callable[[], Any], repeats: int) -> list[float]:
     return out
 
 
+def _throughput(clients: list[Any], call: Callable[[Any, bytes], Any], probes: list[bytes]) -> float:
+    """Requests per second with one thread per client, each sending every probe in turn."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(clients)) as pool:
+        list(pool.map(lambda c: [call(c, b) for b in probes], clients))
+    return len(clients) * len(probes) / (time.perf_counter() - start)
+
+
 def run_server_bench(faces_dir: Path, sizes: tuple[int, ...] = (10_000, 100_000), probes: int = 40) -> dict[str, Any]:
     lfw = faces_dir / "lfw_erstrong"
     people = sorted(p for p in lfw.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
@@ -62,11 +75,15 @@ def run_server_bench(faces_dir: Path, sizes: tuple[int, ...] = (10_000, 100_000)
         facegate = Facegate.open(Path(data_dir))
         key = create_access_key(facegate.store, facegate.secrets, "bench")
         with serving(facegate.app()) as endpoint:
-            client = boto3.client(
-                "rekognition", endpoint_url=endpoint, region_name="us-east-1",
-                aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
-                config=Config(retries={"max_attempts": 1}, read_timeout=120),
-            )
+            clients = [
+                boto3.client(
+                    "rekognition", endpoint_url=endpoint, region_name="us-east-1",
+                    aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
+                    config=Config(retries={"max_attempts": 1}, read_timeout=120),
+                )
+                for _ in range(CONCURRENT_CLIENTS)
+            ]
+            client = clients[0]
             client.detect_faces(Image={"Bytes": probe_bytes[0]})  # warm the models
             detect = [t for b in probe_bytes for t in _time(lambda: client.detect_faces(Image={"Bytes": b}), 1)]
 
@@ -92,6 +109,11 @@ def run_server_bench(faces_dir: Path, sizes: tuple[int, ...] = (10_000, 100_000)
                     for t in _time(lambda: client.search_faces_by_image(CollectionId=name, Image={"Bytes": b}, FaceMatchThreshold=99), 1)
                 ]
                 searches[str(size)] = {"faces": size, **_percentiles(timings)}
+
+            def search(c: Any, b: bytes, name: str = f"search-{sizes[0]}") -> Any:
+                return c.search_faces_by_image(CollectionId=name, Image={"Bytes": b}, FaceMatchThreshold=99)
+
+            concurrent = {str(n): _throughput(clients[:n], search, probe_bytes) for n in range(1, CONCURRENT_CLIENTS + 1)}
         facegate.store.close()
     baseline = _percentiles(detect)
     return {
@@ -100,5 +122,9 @@ def run_server_bench(faces_dir: Path, sizes: tuple[int, ...] = (10_000, 100_000)
         "search_faces_by_image": searches,
         "search_over_detect_p50_ratio": {k: v["p50_ms"] / baseline["p50_ms"] for k, v in searches.items()},
         "index_faces": {"images": len(index_bytes), "faces": indexed, "faces_per_second": indexed / index_seconds},
-        "note": "single client, sequential requests, over HTTP with boto3 and SigV4",
+        "concurrent_search_requests_per_second": {
+            "collection_faces": sizes[0], "by_clients": concurrent,
+            "ratio_to_one_client": {k: v / concurrent["1"] for k, v in concurrent.items()},
+        },
+        "note": "latencies: one client, sequential requests; throughput: one thread per client; over HTTP with boto3 and SigV4",
     }
