@@ -45,7 +45,7 @@ def test_verification_json_reports_rates_with_intervals_and_every_pair(small_lfw
     assert set(report["similarity_for_fmr"]) == {"0.001", "0.0001"}
     assert report["similarity_for_fmr"]["0.001"]["resolvable"] is False  # 135 impostor pairs cannot resolve 1e-3
     written = {p.name for p in (tmp_path / "report").iterdir()}
-    assert {"report.json", "report.md", "report.html", "det.png", "scores.png"} <= written
+    assert {"report.json", "report.md", "report.html", "det.png", "roc.png", "scores.png"} <= written
     assert report["model_version"] in (tmp_path / "report" / "report.md").read_text()
 
 
@@ -68,6 +68,7 @@ def test_demographics_json_has_a_group_entry_per_attribute_value(small_lfw, tmp_
     assert women["n_photos"] == 3 and women["n_identities"] == 1
     assert women["fmr"] is None and women["impostor_pairs"] == 0  # one woman: no within-group impostors
     assert groups[("gender", "M")]["fnmr"] is not None and groups[("gender", "M")]["genuine_pairs"] == 15
+    assert report["calibration"]["slope"] > 0 and "calibration" in (tmp_path / "demo" / "report.md").read_text()
     assert (tmp_path / "demo" / "det_race_x_gender.png").is_file() and (tmp_path / "demo" / "fmr_race_x_gender.png").is_file()
 
 

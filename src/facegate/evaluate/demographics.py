@@ -90,6 +90,7 @@ def demographics_report(
         "global_threshold_resolvable": resolvable,
         "groups": groups,
         "model_version": described.model_version,
+        "calibration": {"slope": described.calibration.slope, "midpoint": described.calibration.midpoint},
         "seed": seed,
         "date": dt.date.today().isoformat(),
     }

@@ -54,6 +54,19 @@ def det_plot(
     plt.close(figure)
 
 
+def roc_plot(scores: dict[str, np.ndarray], path: Path, title: str) -> None:
+    """True match rate (1 - FNMR) against FMR on a log FMR axis: the ROC most papers print."""
+    figure, axes = plt.subplots(figsize=(6.5, 5))
+    _, fmr, fnmr = roc_det(scores["genuine"], scores["impostor"])
+    keep = fmr > 0
+    axes.plot(fmr[keep], 1 - fnmr[keep])
+    axes.set(xscale="log", xlabel="false match rate", ylabel="true match rate", title=title)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def fmr_by_threshold_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
     """Each group's FMR as the similarity threshold rises: where a DET cannot be drawn (one
     photo per person), this still shows the differential an operator's threshold meets."""
@@ -121,6 +134,7 @@ def _write(out_dir: Path, report: dict[str, Any], md: str, page: str) -> None:
 def write_verification_report(report: dict[str, Any], scores: dict[str, np.ndarray], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     det_plot({"all pairs": scores}, out_dir / "det.png", "DET: verification")
+    roc_plot(scores, out_dir / "roc.png", "ROC: verification")
     score_plot({"all pairs": scores}, out_dir / "scores.png", "Similarity distributions")
     rows = [[s, _percent(r["fmr"]), _interval(r["fmr_interval"]), _percent(r["fnmr"]), _interval(r["fnmr_interval"])]
             for s, r in report["at_similarity"].items()]
@@ -133,7 +147,7 @@ def write_verification_report(report: dict[str, Any], scores: dict[str, np.ndarr
                           ("photos without a detected face", str(report["detection_failures"]))],
         [("Error rates by similarity threshold (95% Wilson intervals)", ["similarity", "FMR", "FMR interval", "FNMR", "FNMR interval"], rows),
          ("Similarity needed for a target false match rate", ["target FMR", "similarity", "FNMR there", "resolvable"], needed)],
-        ["det.png", "scores.png"],
+        ["det.png", "roc.png", "scores.png"],
         ["A pair with a photo in which no face was detected counts as a non-match; such photos are listed in report.json."],
     )
     _write(out_dir, report, md, page)
