@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,19 @@ def faces_dir() -> Path:
     if not (root / "MANIFEST.tsv").is_file():
         pytest.skip(f"test face photos not found at {root}; set FACEGATE_TEST_FACES to the shared/faces folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A real PostgreSQL server for this test session (see tests/support/postgres.py)."""
+    from tests.support.postgres import postgres_server
+
+    try:
+        server = postgres_server()
+        url = server.__enter__()
+    except LookupError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)

@@ -12,13 +12,17 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.photos import lfw_photo
+from tests.support.postgres import fresh_database
 from tests.support.server import running_server
 from tests.support.wire_contract import assert_matches_output_shape
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, faces_dir):
-    with running_server(tmp_path_factory.mktemp("data")) as running:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory, faces_dir):
+    """Every test here runs on the embedded SQLite store and on a real PostgreSQL server."""
+    url = fresh_database(request.getfixturevalue("postgres_server_url")) if request.param == "postgresql" else None
+    with running_server(tmp_path_factory.mktemp("data"), url) as running:
+        assert running.facegate.store.engine.dialect.name == request.param
         yield running
 
 

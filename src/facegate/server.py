@@ -31,6 +31,16 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("FACEGATE_DATA_DIR", "./data"))
 
 
+DATABASE_URL_VARIABLE = "FACEGATE_DATABASE_URL"
+
+
+def configured_database_url(data_dir: Path) -> str:
+    """``$FACEGATE_DATABASE_URL`` (e.g. ``postgresql+psycopg://user@host/db``), else the
+    embedded SQLite file in the data directory. The master key and custom policy packs stay
+    in the data directory either way."""
+    return os.environ.get(DATABASE_URL_VARIABLE) or sqlite_url(data_dir)
+
+
 @dataclass
 class Facegate:
     """Everything a running instance holds."""
@@ -41,9 +51,10 @@ class Facegate:
     engine: FaceEngine
 
     @classmethod
-    def open(cls, data_dir: Path, engine: FaceEngine | None = None) -> "Facegate":
+    def open(cls, data_dir: Path, engine: FaceEngine | None = None, database_url: str | None = None) -> "Facegate":
         data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(data_dir, open_store(sqlite_url(data_dir)), SecretBox.for_data_dir(data_dir), engine or load_engine())
+        store = open_store(database_url or configured_database_url(data_dir))
+        return cls(data_dir, store, SecretBox.for_data_dir(data_dir), engine or load_engine())
 
     @property
     def gate(self) -> Gate:

@@ -47,8 +47,9 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(data_dir: Path) -> Iterator[RunningServer]:
-    facegate = Facegate.open(data_dir)
+def running_server(data_dir: Path, database_url: str | None = None) -> Iterator[RunningServer]:
+    """``database_url``: another database than the data directory's SQLite file (PostgreSQL)."""
+    facegate = Facegate.open(data_dir, database_url=database_url)
     try:
         with serving(facegate.app()) as endpoint:
             yield RunningServer(facegate, endpoint, create_access_key(facegate.store, facegate.secrets, "tests"))

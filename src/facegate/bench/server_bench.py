@@ -24,6 +24,7 @@ from botocore.config import Config
 from facegate.bench.local_server import serving
 from facegate.governance.keys import create_access_key
 from facegate.server import Facegate
+from facegate.store.database import sqlite_url
 from facegate.store.records import FaceRecord
 
 
@@ -72,7 +73,7 @@ def run_server_bench(faces_dir: Path, sizes: tuple[int, ...] = (10_000, 100_000)
     probe_bytes = [sorted(p.glob("*.jpg"))[1].read_bytes() for p in people[:probes]]
     index_bytes = [sorted(p.glob("*.jpg"))[0].read_bytes() for p in people[: probes * 2]]
     with tempfile.TemporaryDirectory() as data_dir:
-        facegate = Facegate.open(Path(data_dir))
+        facegate = Facegate.open(Path(data_dir), database_url=sqlite_url(Path(data_dir)))
         key = create_access_key(facegate.store, facegate.secrets, "bench")
         with serving(facegate.app()) as endpoint:
             clients = [

@@ -42,6 +42,7 @@ def serve(host: str, port: int, data_dir: Path | None) -> None:
         first_start = tx.count_access_keys() == 0
     click.echo(f"facegate {instance.engine.model_version}")
     click.echo(f"data directory: {instance.data_dir.resolve()}")
+    click.echo(f"database:       {instance.store.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"endpoint:       {endpoint}")
     if first_start:
         key = create_access_key(instance.store, instance.secrets, name="initial")

@@ -33,6 +33,7 @@ from facegate.evaluate.stats import error_rates, threshold_for_fmr, wilson_inter
 from facegate.governance.gate import Gate, Request
 from facegate.governance.identity import LOCAL_OPERATOR
 from facegate.server import Facegate
+from facegate.store.database import sqlite_url
 from facegate.service.exceptions import RekognitionError
 
 COLLECTION = "facegate-evaluation"
@@ -127,7 +128,7 @@ def identification_report(
     if not gallery_photos:
         raise ValueError(f"no JPEG or PNG photos under {gallery_dir}: the gallery is one folder per identity")
     with tempfile.TemporaryDirectory(prefix="facegate-identification-") as data_dir:
-        facegate = Facegate.open(Path(data_dir))
+        facegate = Facegate.open(Path(data_dir), database_url=sqlite_url(Path(data_dir)))
         try:
             gate = facegate.gate
             _call(gate, "CreateCollection", {"CollectionId": COLLECTION})

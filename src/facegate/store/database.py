@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit is on disk before the
 request that made it is answered, so an acknowledged write survives ``kill -9``.
 Writes are serialised by a process lock (SQLite allows one writer anyway, and this
-spares us lock-upgrade deadlocks); PostgreSQL gets the same code through psycopg.
+spares us lock-upgrade deadlocks) and across processes by the database itself (see
+``_queue_behind_other_processes``); PostgreSQL gets the same code through psycopg.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.pool import NullPool
 
 from facegate.store import schema
@@ -26,6 +27,9 @@ from facegate.store.transaction import Transaction
 
 before_commit: ContextVar[Callable[[Transaction], None] | None] = ContextVar("before_commit", default=None)
 """Per request (per thread of control): called once, inside the next write transaction."""
+
+
+_WRITE_LOCK_KEY = 0x66616365  # "face": one advisory lock per database serialises facegate's writers
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -39,6 +43,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _queue_behind_other_processes(connection: Connection) -> None:
+    """Make a write transaction wait for writers in other processes before it reads.
+
+    The process lock cannot see a CLI command or another server on the same database.
+    Without this, two of them could both read the audit head and append the same sequence
+    number (seen: a unique-key violation, which would have been a 500). SQLite takes its
+    write lock up front with BEGIN IMMEDIATE (waiting up to busy_timeout); PostgreSQL takes
+    an advisory lock that is released at commit.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
 
 
 class Store:
@@ -69,6 +88,7 @@ class Store:
         """
         with self._write_lock:
             with self.engine.begin() as connection:
+                _queue_behind_other_processes(connection)
                 tx = Transaction(connection)
                 yield tx
                 hook = before_commit.get()
