@@ -13,7 +13,11 @@ import pytest
 
 from facegate.governance import audit
 from facegate.server import Facegate
+from sqlalchemy import create_engine, insert
+
+from facegate.store import schema
 from facegate.store.database import open_store, sqlite_url
+from facegate.store.migrations import MIGRATIONS, current_version, migrate
 from tests.support.photos import lfw_photo
 from tests.support.postgres import fresh_database
 from tests.support.server import running_server
@@ -68,3 +72,44 @@ def test_writers_in_separate_processes_keep_one_audit_chain(any_database_url):
     finally:
         for store in stores:
             store.close()
+
+
+def test_two_servers_on_one_database_see_each_others_writes(any_database_url, tmp_path, faces_dir):
+    """Two servers (replicas behind a load balancer, or a server and a CLI) share one
+    database; each keeps its own in-memory index, which the index log keeps current."""
+    url = any_database_url
+    with running_server(tmp_path / "data", url) as first, running_server(tmp_path / "data", url) as second:
+        a, b = first.client(), second.client()
+        a.create_collection(CollectionId="shared")
+        powell = a.index_faces(CollectionId="shared", Image={"Bytes": lfw_photo(faces_dir).read_bytes()})["FaceRecords"][0]["Face"]
+        probe = {"Bytes": lfw_photo(faces_dir, number=2).read_bytes()}
+        found = b.search_faces_by_image(CollectionId="shared", Image=probe, FaceMatchThreshold=90)["FaceMatches"]
+        assert [m["Face"]["FaceId"] for m in found] == [powell["FaceId"]]
+
+        b.create_user(CollectionId="shared", UserId="colin")
+        b.associate_faces(CollectionId="shared", UserId="colin", FaceIds=[powell["FaceId"]])
+        users = a.search_users_by_image(CollectionId="shared", Image=probe, UserMatchThreshold=90)["UserMatches"]
+        assert [u["User"]["UserId"] for u in users] == ["colin"]
+
+        b.disassociate_faces(CollectionId="shared", UserId="colin", FaceIds=[powell["FaceId"]])
+        b.delete_faces(CollectionId="shared", FaceIds=[powell["FaceId"]])
+        assert a.search_faces_by_image(CollectionId="shared", Image=probe, FaceMatchThreshold=0)["FaceMatches"] == []
+        assert first.facegate.store.index_disagreements() == [] and second.facegate.store.index_disagreements() == []
+
+
+def test_a_database_from_an_older_release_is_migrated_in_place(any_database_url):
+    engine = create_engine(any_database_url)
+    with engine.begin() as connection:
+        assert migrate(connection, target=2) == 2  # as the release before the index log left it
+        connection.execute(insert(schema.collections).values(
+            owner="default", collection_id="kept", arn="arn:aws:rekognition:us-east-1:000000000000:collection/kept",
+            face_model_version="v", created_at=0.0))
+    engine.dispose()
+    store = open_store(any_database_url)
+    try:
+        with store.reader() as tx:
+            assert current_version(tx.connection) == len(MIGRATIONS)
+            assert tx.get_collection("default", "kept") is not None
+            assert tx.index_log_head() == 0
+    finally:
+        store.close()

@@ -65,21 +65,42 @@ class Store:
 
     def __init__(self, engine: Engine, dimension: int = 128) -> None:
         self.engine = engine
-        self.index = FaceIndex(dimension)
+        self._index = FaceIndex(dimension)
+        self._applied_seq = 0
         self._write_lock = threading.Lock()
+        self._catch_up_lock = threading.Lock()
         with engine.begin() as connection:
             migrate(connection)
         self._load_index()
 
     def _load_index(self) -> None:
+        """Build the index from the faces table. The log position is read first: replaying
+        changes the load already saw is harmless, because every change is idempotent."""
         query = select(schema.faces.c.collection_pk, schema.faces.c.face_id, schema.faces.c.embedding, schema.faces.c.user_id)
         with self.engine.connect() as connection:
+            self._applied_seq = Transaction(connection).index_log_head()
             for pk, face_id, blob, user_id in connection.execute(query):
-                self.index.collection(pk).add(face_id, np.frombuffer(blob, dtype="<f4"), user_id)
+                self._index.collection(pk).add(face_id, np.frombuffer(blob, dtype="<f4"), user_id)
+
+    @property
+    def index(self) -> FaceIndex:
+        """The in-memory face index, first brought up to date with every committed change to
+        the faces, whichever process made it (another server on the same PostgreSQL
+        database, or a CLI command). When nothing changed this costs one indexed query."""
+        self._catch_up()
+        return self._index
+
+    def _catch_up(self) -> None:
+        with self._catch_up_lock:
+            with self.engine.connect() as connection:
+                changes = Transaction(connection).index_changes_after(self._applied_seq)
+            if changes:
+                self._index.apply(change for _, change in changes)
+                self._applied_seq = changes[-1][0]
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One atomic unit of work. Index changes it records are applied only after commit.
+        """One atomic unit of work. Its index changes reach the index only after commit.
 
         A hook set in ``before_commit`` (the governance gate's audit record) runs inside the
         first write transaction of the current request, so the write and its record commit
@@ -95,7 +116,8 @@ class Store:
                 if hook is not None:
                     before_commit.set(None)
                     hook(tx)
-            self.index.apply(tx.index_changes)
+            if tx.index_changes:
+                self._catch_up()
 
     @contextmanager
     def reader(self) -> Iterator[Transaction]:
@@ -110,7 +132,7 @@ class Store:
         with self.engine.connect() as connection:
             for pk, face_id, blob, user_id in connection.execute(query):
                 stored.setdefault(pk, {})[face_id] = (np.frombuffer(blob, dtype="<f4"), user_id)
-        indexed = self.index.snapshot()
+        indexed = self.index.snapshot()  # caught up first, like any search
         problems = []
         for pk in stored.keys() | indexed.keys():
             db, mem = stored.get(pk, {}), indexed.get(pk, {})

@@ -45,7 +45,12 @@ def _v2_governance(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=tables)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_governance]
+def _v3_index_log(connection: Connection) -> None:
+    """The index change log that keeps several processes' in-memory indexes current."""
+    schema.metadata.create_all(connection, tables=[schema.index_log])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_governance, _v3_index_log]
 
 
 def current_version(connection: Connection) -> int:

@@ -147,3 +147,17 @@ idempotency_tokens = Table(
     Column("response", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+
+index_log = Table(
+    "index_log",
+    metadata,
+    # Every committed change to the searchable faces, in commit order (writers are
+    # serialised), so every process's in-memory index can replay what others wrote.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("collection_pk", Integer, nullable=False),  # no foreign key: a "drop" outlives its collection
+    Column("kind", String(16), nullable=False),  # add | remove | set_user | drop
+    Column("face_id", String(36), nullable=False),  # "" for drop
+    Column("user_id", String(128)),
+    sqlite_autoincrement=True,
+)

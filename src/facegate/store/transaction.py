@@ -1,7 +1,8 @@
 """Every query the service layer needs, run on one connection inside one transaction.
 
-Methods return plain records. Mutations of faces also record ``IndexChange``s, which
-the store applies to the in-memory index once (and only if) the transaction commits.
+Methods return plain records. Mutations of faces also write ``IndexChange``s to the
+index log, which commits with them; every process's store replays the log into its
+in-memory index, so the index changes only with committed writes, from any process.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Transaction:
         for table in (schema.faces, schema.users, schema.collection_tags, schema.idempotency_tokens):
             self.connection.execute(delete(table).where(table.c.collection_pk == collection.pk))
         self.connection.execute(delete(schema.collections).where(schema.collections.c.pk == collection.pk))
-        self.index_changes.append(IndexChange("drop", collection.pk))
+        self._record_index_changes([IndexChange("drop", collection.pk)])
 
     # -- tags ----------------------------------------------------------------------------
 
@@ -181,8 +182,8 @@ class Transaction:
         ]
         self.connection.execute(insert(schema.faces), rows)
         self.external_image_ids.extend(r.external_image_id for r in records if r.external_image_id is not None)
-        self.index_changes.extend(
-            IndexChange("add", r.collection_pk, r.face_id, np.asarray(r.embedding, np.float32), r.user_id) for r in records
+        self._record_index_changes(
+            [IndexChange("add", r.collection_pk, r.face_id, np.asarray(r.embedding, np.float32), r.user_id) for r in records]
         )
 
     def get_faces(self, collection_pk: int, face_ids: Sequence[str]) -> dict[str, FaceRecord]:
@@ -246,7 +247,7 @@ class Transaction:
         f = schema.faces.c
         if face_ids:
             self.connection.execute(delete(schema.faces).where(and_(f.collection_pk == collection_pk, f.face_id.in_(list(face_ids)))))
-        self.index_changes.extend(IndexChange("remove", collection_pk, face_id) for face_id in face_ids)
+        self._record_index_changes([IndexChange("remove", collection_pk, face_id) for face_id in face_ids])
 
     def set_face_user(self, collection_pk: int, face_ids: Sequence[str], user_id: str | None) -> None:
         f = schema.faces.c
@@ -254,7 +255,39 @@ class Transaction:
             self.connection.execute(
                 update(schema.faces).where(and_(f.collection_pk == collection_pk, f.face_id.in_(list(face_ids)))).values(user_id=user_id)
             )
-        self.index_changes.extend(IndexChange("set_user", collection_pk, face_id, user_id=user_id) for face_id in face_ids)
+        self._record_index_changes([IndexChange("set_user", collection_pk, face_id, user_id=user_id) for face_id in face_ids])
+
+    def _record_index_changes(self, changes: list[IndexChange]) -> None:
+        """Log changes to the searchable faces in this transaction, so they commit with it and
+        every process's index replays them (``Store.index``)."""
+        if not changes:
+            return
+        self.index_changes.extend(changes)
+        rows = [{"collection_pk": c.collection_pk, "kind": c.kind, "face_id": c.face_id, "user_id": c.user_id} for c in changes]
+        self.connection.execute(insert(schema.index_log), rows)
+
+    def index_log_head(self) -> int:
+        """The last logged index change's sequence number (0 before any)."""
+        return self.connection.execute(select(func.coalesce(func.max(schema.index_log.c.seq), 0))).scalar_one()
+
+    def index_changes_after(self, seq: int) -> list[tuple[int, IndexChange]]:
+        """Logged changes after ``seq``, in order. An "add" whose face has been deleted since
+        comes back as a "remove": its embedding is gone, and the face must not be found."""
+        log, f = schema.index_log.c, schema.faces.c
+        query = (
+            select(log.seq, log.collection_pk, log.kind, log.face_id, log.user_id, f.embedding)
+            .select_from(schema.index_log.outerjoin(schema.faces, f.face_id == log.face_id))
+            .where(log.seq > seq)
+            .order_by(log.seq)
+        )
+        out = []
+        for row in self.connection.execute(query):
+            if row.kind == "add" and row.embedding is None:
+                out.append((row.seq, IndexChange("remove", row.collection_pk, row.face_id)))
+                continue
+            vector = np.frombuffer(row.embedding, dtype="<f4") if row.kind == "add" else None
+            out.append((row.seq, IndexChange(row.kind, row.collection_pk, row.face_id, vector, row.user_id)))
+        return out
 
     # -- users ---------------------------------------------------------------------------
 
