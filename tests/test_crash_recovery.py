@@ -6,10 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import boto3
 import pytest
@@ -17,26 +13,9 @@ from botocore.config import Config
 
 from facegate.store.database import open_store, sqlite_url
 from tests.support.photos import lfw_photo
-from facegate.bench.local_server import free_port
+from facegate.bench.local_server import FACEGATE, free_port, start_serve_process
 
-FACEGATE = str(Path(sys.executable).parent / "facegate")
 pytestmark = pytest.mark.slow
-
-
-def start(data_dir: Path, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [FACEGATE, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not come up")
 
 
 def test_acknowledged_faces_survive_sigkill(tmp_path, faces_dir):
@@ -51,7 +30,7 @@ def test_acknowledged_faces_survive_sigkill(tmp_path, faces_dir):
         aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
         config=Config(retries={"max_attempts": 1}, read_timeout=30, connect_timeout=5),
     )
-    server = start(data_dir, port)
+    server = start_serve_process(data_dir, port)
     client.create_collection(CollectionId="crash")
     people = sorted(p.name for p in (faces_dir / "lfw_erstrong").iterdir() if p.is_dir())[:40]
     acknowledged: list[tuple[str, str]] = []
@@ -71,7 +50,7 @@ def test_acknowledged_faces_survive_sigkill(tmp_path, faces_dir):
         server.wait()
     assert len(acknowledged) >= 8
 
-    server = start(data_dir, port)
+    server = start_serve_process(data_dir, port)
     try:
         listed = {f["FaceId"] for page in client.get_paginator("list_faces").paginate(CollectionId="crash") for f in page["Faces"]}
         assert {face_id for face_id, _ in acknowledged} <= listed

@@ -27,8 +27,11 @@ from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.secrets import SecretBox
 
 
+DATA_DIR_VARIABLE = "FACEGATE_DATA_DIR"
+
+
 def default_data_dir() -> Path:
-    return Path(os.environ.get("FACEGATE_DATA_DIR", "./data"))
+    return Path(os.environ.get(DATA_DIR_VARIABLE, "./data"))
 
 
 DATABASE_URL_VARIABLE = "FACEGATE_DATABASE_URL"
@@ -69,3 +72,9 @@ class Facegate:
             return gate.handle(request)
 
         return create_app(handle, secret_lookup(self.store, self.secrets))
+
+
+def app_from_environment() -> Starlette:
+    """The app of one ``facegate serve --workers N`` process, configured by the environment
+    its parent set (``FACEGATE_DATA_DIR``, ``FACEGATE_DATABASE_URL``)."""
+    return Facegate.open(default_data_dir()).app()

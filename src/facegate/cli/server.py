@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from facegate.cli.data_dir import data_dir_option, open_data_dir
-from facegate.server import default_data_dir
+from facegate.server import DATA_DIR_VARIABLE, default_data_dir
+from facegate.store.database import Store
+from facegate.store.secrets import SecretBox
 
 RETENTION_SWEEP_SECONDS = 3600
 """The server sweeps expired faces at start-up and then hourly."""
@@ -19,45 +22,69 @@ RETENTION_SWEEP_SECONDS = 3600
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @data_dir_option
-def serve(host: str, port: int, data_dir: Path | None) -> None:
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+    help="Server processes sharing the port. Each loads the models and its own copy of the index "
+         "(the index log keeps them in step); one per core gives the most requests per second.",
+)
+def serve(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     """Serve the Rekognition face API (AWS JSON 1.1 + SigV4) on HOST:PORT.
 
     On first start this creates the data directory and an access key, and prints them.
 
     \b
-    Example:
+    Examples:
       facegate serve --port 8000 --data-dir ./data
+      facegate serve --workers 2          # one process per core
       python -c "import boto3; print(boto3.client('rekognition', endpoint_url='http://127.0.0.1:8000',
           region_name='us-east-1').list_collections())"
     """
     import uvicorn
 
-    from facegate.governance.keys import create_access_key
     from facegate.governance.retention import start_sweeper
-    from facegate.server import Facegate
 
-    instance = Facegate.open(data_dir or default_data_dir())
+    directory = (data_dir or default_data_dir()).resolve()
+    if workers == 1:
+        from facegate.server import Facegate
+
+        instance = Facegate.open(directory)
+        store, secrets, app, version = instance.store, instance.secrets, instance.app(), instance.engine.model_version
+    else:
+        # Workers are fresh interpreters that build the app from the environment; the models
+        # load there, not here. Each gets an equal share of the cores for its matrix products.
+        store, secrets, _ = open_data_dir(directory)
+        os.environ[DATA_DIR_VARIABLE] = str(directory)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+        app, version = "facegate.server:app_from_environment", f"{workers} worker processes"
     endpoint = f"http://{host}:{port}"
-    with instance.store.reader() as tx:
-        first_start = tx.count_access_keys() == 0
-    click.echo(f"facegate {instance.engine.model_version}")
-    click.echo(f"data directory: {instance.data_dir.resolve()}")
-    click.echo(f"database:       {instance.store.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"facegate {version}")
+    click.echo(f"data directory: {directory}")
+    click.echo(f"database:       {store.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"endpoint:       {endpoint}")
-    if first_start:
-        key = create_access_key(instance.store, instance.secrets, name="initial")
-        click.echo("An initial access key was created. The secret is shown only now:")
-        click.echo(f"  AWS_ACCESS_KEY_ID={key.access_key_id}")
-        click.echo(f"  AWS_SECRET_ACCESS_KEY={key.secret_access_key}")
-        click.echo(
-            f"  boto3.client('rekognition', endpoint_url='{endpoint}', region_name='us-east-1', "
-            f"aws_access_key_id='{key.access_key_id}', aws_secret_access_key='{key.secret_access_key}')"
-        )
-    stop_sweeper = start_sweeper(instance.store, RETENTION_SWEEP_SECONDS)
+    _create_first_key(store, secrets, endpoint)
+    stop_sweeper = start_sweeper(store, RETENTION_SWEEP_SECONDS)
     try:
-        uvicorn.run(instance.app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
+                    workers=workers, factory=workers > 1)
     finally:
         stop_sweeper.set()
+
+
+def _create_first_key(store: Store, secrets: SecretBox, endpoint: str) -> None:
+    """On first start, an access key so that `make serve` is immediately usable."""
+    from facegate.governance.keys import create_access_key
+
+    with store.reader() as tx:
+        if tx.count_access_keys():
+            return
+    key = create_access_key(store, secrets, name="initial")
+    click.echo("An initial access key was created. The secret is shown only now:")
+    click.echo(f"  AWS_ACCESS_KEY_ID={key.access_key_id}")
+    click.echo(f"  AWS_SECRET_ACCESS_KEY={key.secret_access_key}")
+    click.echo(
+        f"  boto3.client('rekognition', endpoint_url='{endpoint}', region_name='us-east-1', "
+        f"aws_access_key_id='{key.access_key_id}', aws_secret_access_key='{key.secret_access_key}')"
+    )
 
 
 @click.group()
