@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from facegate.store.database import open_store, sqlite_url
 from tests.support.photos import lfw_photo
-from facegate.bench.local_server import FACEGATE, free_port, start_serve_process
+from facegate.bench.local_server import free_port, start_serve_process
+from tests.support.cli_server import client_factory
 
 pytestmark = pytest.mark.slow
 
 
 def test_acknowledged_faces_survive_sigkill(tmp_path, faces_dir):
     data_dir = tmp_path / "data"
-    key = json.loads(subprocess.run(
-        [FACEGATE, "keys", "create", "--name", "crash", "--data-dir", str(data_dir), "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout)
     port = free_port()
-    client = boto3.client(
-        "rekognition", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
-        config=Config(retries={"max_attempts": 1}, read_timeout=30, connect_timeout=5),
-    )
+    client = client_factory(data_dir, port, "crash")()
     server = start_serve_process(data_dir, port)
     client.create_collection(CollectionId="crash")
     people = sorted(p.name for p in (faces_dir / "lfw_erstrong").iterdir() if p.is_dir())[:40]

@@ -6,14 +6,11 @@ chooses, so each search uses a fresh client (a fresh connection)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from facegate.bench.local_server import FACEGATE, free_port, start_serve_process
+from facegate.bench.local_server import free_port, start_serve_process
+from tests.support.cli_server import client_factory
 from tests.support.photos import lfw_photo
 
 pytestmark = pytest.mark.slow
@@ -21,18 +18,8 @@ pytestmark = pytest.mark.slow
 
 def test_two_worker_processes_serve_one_consistent_collection(tmp_path, faces_dir):
     data_dir = tmp_path / "data"
-    key = json.loads(subprocess.run(
-        [FACEGATE, "keys", "create", "--name", "workers", "--data-dir", str(data_dir), "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout)
     port = free_port()
-
-    def client():  # type: ignore[no-untyped-def]
-        return boto3.client(
-            "rekognition", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
-            config=Config(retries={"max_attempts": 1}, read_timeout=60),
-        )
+    client = client_factory(data_dir, port, "workers")
 
     probe = {"Bytes": lfw_photo(faces_dir, number=2).read_bytes()}
     server = start_serve_process(data_dir, port, workers=2)
