@@ -169,6 +169,21 @@ def test_consent_required_collections_need_a_live_consent_record(server, faces_d
     assert revoked[-1]["summary"]["face_ids"] == [face_id] and records[-1]["operation"] == "ListFaces"
 
 
+def test_faces_under_an_expired_consent_are_deleted_by_the_sweep(server, faces_dir):
+    employer = client_for(server, owner="lapsing", sector="commercial", purpose="access_control")
+    employer.create_collection(CollectionId="visitors", Tags={"facegate:consent": "required"})
+    cli(server, "consent", "add", "visit-7", "--subject", "visitor 7", "--expires", "2099-01-01", "--org", "lapsing")
+    face_id = employer.index_faces(CollectionId="visitors", Image=photo(faces_dir), ExternalImageId="visit-7")["FaceRecords"][0]["Face"]["FaceId"]
+    with server.facegate.store.engine.begin() as connection:  # the consent runs out
+        connection.exec_driver_sql("UPDATE consents SET expires_at = ? WHERE consent_id = 'visit-7'", (time.time() - 60,))
+    assert "deleted 1 face(s)" in cli(server, "retention", "enforce").stdout
+    assert employer.list_faces(CollectionId="visitors")["Faces"] == []
+    records = [json.loads(line) for line in cli(server, "audit", "export").stdout.splitlines()]
+    lapsed = [r for r in records if r["operation"] == "facegate:ConsentExpired"]
+    assert lapsed[-1]["summary"] == {"consent_id": "visit-7", "faces_deleted": 1, "face_ids": [face_id]}
+    assert "deleted 0 face(s)" in cli(server, "retention", "enforce").stdout  # swept once, not every hour
+
+
 def test_every_request_is_audited_in_order_and_any_tampering_is_detected(server, faces_dir, tmp_path):
     mixed = client_for(server, owner="audited", sector="law_enforcement", purpose="criminal_investigation")
     sent = []

@@ -366,7 +366,8 @@ def consent_revoke(consent_id: str, org: str, data_dir: Path | None) -> None:
 
 @click.group()
 def retention() -> None:
-    """Retention: delete faces older than their collection's facegate:retention-days."""
+    """Retention: delete faces older than their collection's facegate:retention-days, and
+    faces indexed under a consent that has expired."""
 
 
 @retention.command("enforce")
@@ -378,4 +379,4 @@ def retention_enforce(data_dir: Path | None) -> None:
     store, _ = _store(data_dir)
     records = enforce_retention(store, now=time.time())
     deleted = sum(r["summary"]["faces_deleted"] for r in records)
-    click.echo(f"deleted {deleted} face(s) from {len(records)} collection(s)")
+    click.echo(f"deleted {deleted} face(s) in {len(records)} sweep(s) (collections past retention, expired consents)")

@@ -34,7 +34,8 @@ def _delete(tx: Transaction, collection_pk: int, face_ids: list[str]) -> None:
 
 
 def enforce_retention(store: Store, now: float | None = None) -> list[dict[str, Any]]:
-    """Delete every face past its collection's retention; one audit record per collection swept."""
+    """Delete every face past its collection's retention (one audit record per collection
+    swept) and every face indexed under a consent that has expired (one per consent)."""
     now = time.time() if now is None else now
     records = []
     with store.reader() as tx:
@@ -51,6 +52,11 @@ def enforce_retention(store: Store, now: float | None = None) -> list[dict[str, 
                 "collection": collection.collection_id, "status": 200, "error_type": None, "policies": ["retention"],
                 "summary": {"faces_deleted": len(expired), "face_ids": expired, "retention_cutoff": cutoff},
             }))
+    with store.reader() as tx:
+        lapsed = tx.lapsed_consents(now)
+    for consent in lapsed:
+        with store.transaction() as tx:
+            records.append(_end_consent(tx, consent.organization, consent.consent_id, "facegate:ConsentExpired", now=now))
     return records
 
 
@@ -59,15 +65,22 @@ def revoke_consent(store: Store, organization: str, consent_id: str, actor: str 
     with store.transaction() as tx:
         if tx.get_consent(organization, consent_id) is None:
             raise KeyError(f"no consent {consent_id!r} for organisation {organization!r}")
-        tx.revoke_consent(organization, consent_id)
-        faces = tx.faces_with_external_id(organization, consent_id)
-        for face in faces:
-            _delete(tx, face.collection_pk, [face.face_id])
-        return audit.append(tx, {
-            **SWEEPER, "key_id": actor, "organization": organization, "operation": "facegate:ConsentRevoke",
-            "collection": None, "status": 200, "error_type": None, "policies": ["consent"],
-            "summary": {"consent_id": consent_id, "faces_deleted": len(faces), "face_ids": [f.face_id for f in faces]},
-        })
+        return _end_consent(tx, organization, consent_id, "facegate:ConsentRevoke", actor=actor)
+
+
+def _end_consent(
+    tx: Transaction, organization: str, consent_id: str, operation: str, actor: str = SWEEPER["key_id"], now: float | None = None
+) -> dict[str, Any]:
+    """Mark the consent ended, delete every face indexed under it, and audit both."""
+    tx.revoke_consent(organization, consent_id, at=now)
+    faces = tx.faces_with_external_id(organization, consent_id)
+    for face in faces:
+        _delete(tx, face.collection_pk, [face.face_id])
+    return audit.append(tx, {
+        **SWEEPER, "key_id": actor, "organization": organization, "operation": operation,
+        "collection": None, "status": 200, "error_type": None, "policies": ["consent"],
+        "summary": {"consent_id": consent_id, "faces_deleted": len(faces), "face_ids": [f.face_id for f in faces]},
+    })
 
 
 def start_sweeper(store: Store, interval: float) -> threading.Event:

@@ -413,8 +413,17 @@ class Transaction:
         ).first()
         return None if row is None else ConsentRecord(row.organization, row.consent_id, row.subject, row.expires_at, row.revoked_at)
 
-    def revoke_consent(self, organization: str, consent_id: str) -> None:
+    def revoke_consent(self, organization: str, consent_id: str, at: float | None = None) -> None:
+        """End a consent record at ``at`` (now by default): revoked, or lapsed and swept."""
         c = schema.consents.c
         self.connection.execute(
-            update(schema.consents).where(and_(c.organization == organization, c.consent_id == consent_id)).values(revoked_at=time.time())
+            update(schema.consents)
+            .where(and_(c.organization == organization, c.consent_id == consent_id))
+            .values(revoked_at=time.time() if at is None else at)
         )
+
+    def lapsed_consents(self, now: float) -> list[ConsentRecord]:
+        """Consents past their expiry that have not been ended yet (the sweep ends them)."""
+        c = schema.consents.c
+        rows = self.connection.execute(select(schema.consents).where(and_(c.expires_at <= now, c.revoked_at.is_(None))))
+        return [ConsentRecord(r.organization, r.consent_id, r.subject, r.expires_at, r.revoked_at) for r in rows]
