@@ -113,3 +113,15 @@ def test_a_database_from_an_older_release_is_migrated_in_place(any_database_url)
             assert tx.index_log_head() == 0
     finally:
         store.close()
+
+
+def test_a_server_that_missed_pruned_log_entries_rebuilds_its_index(any_database_url, tmp_path, faces_dir):
+    with running_server(tmp_path / "data", any_database_url) as first, running_server(tmp_path / "data", any_database_url) as second:
+        a, b = first.client(), second.client()
+        a.create_collection(CollectionId="pruned")
+        face_id = a.index_faces(CollectionId="pruned", Image={"Bytes": lfw_photo(faces_dir).read_bytes()})["FaceRecords"][0]["Face"]["FaceId"]
+        assert first.facegate.store.prune_index_log(keep_seconds=0) >= 1  # before the second server read the log
+        probe = {"Bytes": lfw_photo(faces_dir, number=2).read_bytes()}
+        found = b.search_faces_by_image(CollectionId="pruned", Image=probe)["FaceMatches"]
+        assert [m["Face"]["FaceId"] for m in found] == [face_id]
+        assert second.facegate.store.index_disagreements() == []

@@ -90,6 +90,7 @@ def start_sweeper(store: Store, interval: float) -> threading.Event:
     def loop() -> None:
         while True:
             enforce_retention(store)
+            store.prune_index_log()  # the same hourly housekeeping, for the store's change log
             if stop.wait(interval):
                 return
 

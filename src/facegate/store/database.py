@@ -10,6 +10,7 @@ spares us lock-upgrade deadlocks) and across processes by the database itself (s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +30,8 @@ before_commit: ContextVar[Callable[[Transaction], None] | None] = ContextVar("be
 """Per request (per thread of control): called once, inside the next write transaction."""
 
 
+INDEX_LOG_KEEP_SECONDS = 86_400.0
+"""How long index log entries are kept: far longer than any live process takes to catch up."""
 _WRITE_LOCK_KEY = 0x66616365  # "face": one advisory lock per database serialises facegate's writers
 
 
@@ -77,26 +80,40 @@ class Store:
         """Build the index from the faces table. The log position is read first: replaying
         changes the load already saw is harmless, because every change is idempotent."""
         query = select(schema.faces.c.collection_pk, schema.faces.c.face_id, schema.faces.c.embedding, schema.faces.c.user_id)
+        index = FaceIndex(self._index.dimension)
         with self.engine.connect() as connection:
-            self._applied_seq = Transaction(connection).index_log_head()
+            applied = Transaction(connection).index_log_head()
             for pk, face_id, blob, user_id in connection.execute(query):
-                self._index.collection(pk).add(face_id, np.frombuffer(blob, dtype="<f4"), user_id)
+                index.collection(pk).add(face_id, np.frombuffer(blob, dtype="<f4"), user_id)
+        self._index, self._applied_seq = index, applied
 
     @property
     def index(self) -> FaceIndex:
         """The in-memory face index, first brought up to date with every committed change to
         the faces, whichever process made it (another server on the same PostgreSQL
-        database, or a CLI command). When nothing changed this costs one indexed query."""
+        database, or a CLI command). When nothing changed this costs two indexed queries."""
         self._catch_up()
         return self._index
 
     def _catch_up(self) -> None:
         with self._catch_up_lock:
             with self.engine.connect() as connection:
-                changes = Transaction(connection).index_changes_after(self._applied_seq)
-            if changes:
+                tx = Transaction(connection)
+                if tx.index_log_pruned_through() > self._applied_seq:
+                    # Idle for longer than the log is kept: the changes are gone, the faces are not.
+                    stale = True
+                else:
+                    stale, changes = False, tx.index_changes_after(self._applied_seq)
+            if stale:
+                self._load_index()
+            elif changes:
                 self._index.apply(change for _, change in changes)
                 self._applied_seq = changes[-1][0]
+
+    def prune_index_log(self, keep_seconds: float = INDEX_LOG_KEEP_SECONDS) -> int:
+        """Drop index log entries older than ``keep_seconds`` (the server does this hourly)."""
+        with self.transaction() as tx:
+            return tx.prune_index_log(time.time() - keep_seconds)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

@@ -159,5 +159,6 @@ index_log = Table(
     Column("kind", String(16), nullable=False),  # add | remove | set_user | drop
     Column("face_id", String(36), nullable=False),  # "" for drop
     Column("user_id", String(128)),
+    Column("recorded_at", Float, nullable=False),  # for pruning (Store.prune_index_log)
     sqlite_autoincrement=True,
 )

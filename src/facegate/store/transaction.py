@@ -16,6 +16,8 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from facegate.store import schema
 from facegate.store.face_index import IndexChange
+
+_INDEX_LOG_PRUNED = "index_log_pruned_through"
 from facegate.store.records import (
     AccessKeyRecord,
     AuditRow,
@@ -263,12 +265,29 @@ class Transaction:
         if not changes:
             return
         self.index_changes.extend(changes)
-        rows = [{"collection_pk": c.collection_pk, "kind": c.kind, "face_id": c.face_id, "user_id": c.user_id} for c in changes]
+        now = time.time()
+        rows = [{"collection_pk": c.collection_pk, "kind": c.kind, "face_id": c.face_id, "user_id": c.user_id, "recorded_at": now}
+                for c in changes]
         self.connection.execute(insert(schema.index_log), rows)
 
     def index_log_head(self) -> int:
         """The last logged index change's sequence number (0 before any)."""
         return self.connection.execute(select(func.coalesce(func.max(schema.index_log.c.seq), 0))).scalar_one()
+
+    def index_log_pruned_through(self) -> int:
+        """The last sequence number pruning removed (0 if never): a process that has not
+        applied up to it cannot catch up from the log and must rebuild its index."""
+        return int(self.get_setting(_INDEX_LOG_PRUNED) or 0)
+
+    def prune_index_log(self, before: float) -> int:
+        """Delete log entries recorded before ``before``; returns how many."""
+        log = schema.index_log.c
+        through = self.connection.execute(select(func.max(log.seq)).where(log.recorded_at < before)).scalar_one_or_none()
+        if through is None:
+            return 0
+        deleted = self.connection.execute(delete(schema.index_log).where(log.seq <= through)).rowcount
+        self.set_setting(_INDEX_LOG_PRUNED, str(max(through, self.index_log_pruned_through())))
+        return int(deleted)
 
     def index_changes_after(self, seq: int) -> list[tuple[int, IndexChange]]:
         """Logged changes after ``seq``, in order. An "add" whose face has been deleted since
