@@ -19,7 +19,6 @@ import math
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,18 +202,13 @@ def _probes(photos: dict[Path, str], gallery: Gallery, distractors_dir: Path | N
 
 
 def _search_all(gate: Gate, gallery: Gallery, probes: list[tuple[Path, str | None]], threads: int) -> list[Search]:
-    def one(probe: tuple[Path, str | None]) -> Search:
-        return _search(gate, gallery, *probe)
-
+    searches = []
     with progress_bar() as progress, ThreadPoolExecutor(threads) as pool:
         task = progress.add_task("searching probes", total=len(probes))
-        return list(_advancing(pool.map(one, probes), lambda: progress.advance(task)))
-
-
-def _advancing(results: Iterable[Search], tick: Callable[[], None]) -> Iterable[Search]:
-    for result in results:
-        tick()
-        yield result
+        for search in pool.map(lambda probe: _search(gate, gallery, *probe), probes):
+            searches.append(search)
+            progress.advance(task)
+    return searches
 
 
 def _search(gate: Gate, gallery: Gallery, path: Path, identity: str | None) -> Search:

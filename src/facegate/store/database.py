@@ -17,10 +17,9 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
-from facegate.store import schema
 from facegate.store.face_index import FaceIndex
 from facegate.store.migrations import migrate
 from facegate.store.transaction import Transaction
@@ -79,12 +78,12 @@ class Store:
     def _load_index(self) -> None:
         """Build the index from the faces table. The log position is read first: replaying
         changes the load already saw is harmless, because every change is idempotent."""
-        query = select(schema.faces.c.collection_pk, schema.faces.c.face_id, schema.faces.c.embedding, schema.faces.c.user_id)
         index = FaceIndex(self._index.dimension)
         with self.engine.connect() as connection:
-            applied = Transaction(connection).index_log_head()
-            for pk, face_id, blob, user_id in connection.execute(query):
-                index.collection(pk).add(face_id, np.frombuffer(blob, dtype="<f4"), user_id)
+            tx = Transaction(connection)
+            applied = tx.index_log_head()
+            for pk, face_id, vector, user_id in tx.all_face_vectors():
+                index.collection(pk).add(face_id, vector, user_id)
         self._index, self._applied_seq = index, applied
 
     @property
@@ -99,12 +98,10 @@ class Store:
         with self._catch_up_lock:
             with self.engine.connect() as connection:
                 tx = Transaction(connection)
-                if tx.index_log_pruned_through() > self._applied_seq:
-                    # Idle for longer than the log is kept: the changes are gone, the faces are not.
-                    stale = True
-                else:
-                    stale, changes = False, tx.index_changes_after(self._applied_seq)
-            if stale:
+                # Idle for longer than the log is kept: the changes are gone, the faces are not.
+                missed_pruned = tx.index_log_pruned_through() > self._applied_seq
+                changes = [] if missed_pruned else tx.index_changes_after(self._applied_seq)
+            if missed_pruned:
                 self._load_index()
             elif changes:
                 self._index.apply(change for _, change in changes)
@@ -145,10 +142,9 @@ class Store:
     def index_disagreements(self) -> list[str]:
         """Where the in-memory index and the database differ (empty when they agree)."""
         stored: dict[int, dict[str, tuple[np.ndarray, str | None]]] = {}
-        query = select(schema.faces.c.collection_pk, schema.faces.c.face_id, schema.faces.c.embedding, schema.faces.c.user_id)
         with self.engine.connect() as connection:
-            for pk, face_id, blob, user_id in connection.execute(query):
-                stored.setdefault(pk, {})[face_id] = (np.frombuffer(blob, dtype="<f4"), user_id)
+            for pk, face_id, vector, user_id in Transaction(connection).all_face_vectors():
+                stored.setdefault(pk, {})[face_id] = (vector, user_id)
         indexed = self.index.snapshot()  # caught up first, like any search
         problems = []
         for pk in stored.keys() | indexed.keys():

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 
 from facegate.store import schema
 from facegate.store.face_index import IndexChange
-
-_INDEX_LOG_PRUNED = "index_log_pruned_through"
 from facegate.store.records import (
     AccessKeyRecord,
     AuditRow,
@@ -27,6 +26,8 @@ from facegate.store.records import (
     OrganizationRecord,
     UserRecord,
 )
+
+_INDEX_LOG_PRUNED = "index_log_pruned_through"
 
 
 def _collection(row) -> CollectionRecord:  # type: ignore[no-untyped-def]
@@ -270,6 +271,12 @@ class Transaction:
                 for c in changes]
         self.connection.execute(insert(schema.index_log), rows)
 
+    def all_face_vectors(self) -> Iterator[tuple[int, str, np.ndarray, str | None]]:
+        """(collection pk, face id, embedding, user id) of every stored face."""
+        f = schema.faces.c
+        for row in self.connection.execute(select(f.collection_pk, f.face_id, f.embedding, f.user_id)):
+            yield row.collection_pk, row.face_id, np.frombuffer(row.embedding, dtype="<f4"), row.user_id
+
     def index_log_head(self) -> int:
         """The last logged index change's sequence number (0 before any)."""
         return self.connection.execute(select(func.coalesce(func.max(schema.index_log.c.seq), 0))).scalar_one()
@@ -430,7 +437,7 @@ class Transaction:
         row = self.connection.execute(
             select(schema.consents).where(and_(c.organization == organization, c.consent_id == consent_id))
         ).first()
-        return None if row is None else ConsentRecord(row.organization, row.consent_id, row.subject, row.expires_at, row.revoked_at)
+        return None if row is None else _consent(row)
 
     def revoke_consent(self, organization: str, consent_id: str, at: float | None = None) -> None:
         """End a consent record at ``at`` (now by default): revoked, or lapsed and swept."""
@@ -445,4 +452,8 @@ class Transaction:
         """Consents past their expiry that have not been ended yet (the sweep ends them)."""
         c = schema.consents.c
         rows = self.connection.execute(select(schema.consents).where(and_(c.expires_at <= now, c.revoked_at.is_(None))))
-        return [ConsentRecord(r.organization, r.consent_id, r.subject, r.expires_at, r.revoked_at) for r in rows]
+        return [_consent(r) for r in rows]
+
+
+def _consent(row: Row[Any]) -> ConsentRecord:
+    return ConsentRecord(row.organization, row.consent_id, row.subject, row.expires_at, row.revoked_at)
