@@ -27,14 +27,10 @@ def faces_dir() -> Path:
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A real PostgreSQL server for this test session (see tests/support/postgres.py)."""
-    from tests.support.postgres import postgres_server
+    from tests.support.postgres import postgres_server, unavailable_reason
 
-    try:
-        server = postgres_server()
-        url = server.__enter__()
-    except LookupError as exc:
-        pytest.skip(str(exc))
-    try:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgres_server() as url:
         yield url
-    finally:
-        server.__exit__(None, None, None)

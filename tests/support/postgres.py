@@ -32,6 +32,13 @@ def server_binaries() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+def unavailable_reason() -> str | None:
+    """Why no PostgreSQL server can be had for the tests, or None when one can."""
+    if os.environ.get(TEST_URL_VARIABLE) or server_binaries() is not None:
+        return None
+    return f"no PostgreSQL server binaries found; set {TEST_URL_VARIABLE} to use a running server"
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yields a SQLAlchemy URL of a server's maintenance database."""
@@ -39,8 +46,7 @@ def postgres_server() -> Iterator[str]:
         yield os.environ[TEST_URL_VARIABLE]
         return
     binaries = server_binaries()
-    if binaries is None:
-        raise LookupError(f"no PostgreSQL server binaries found; set {TEST_URL_VARIABLE} to use a running server")
+    assert binaries is not None, unavailable_reason()
     as_user = ["runuser", "-u", "postgres", "--"] if getpass.getuser() == "root" else []
     root = Path(tempfile.mkdtemp(prefix="facegate-pg-"))
     if as_user:

@@ -205,7 +205,7 @@ def demographics(dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, 
     if out_dir is not None:
         write_demographics_report(report, scores, out_dir)
     lines = [f"{g['attribute']:12s} {g['group']:16s} photos {g['n_photos']:5d} no-face {g['detection_failure_rate']:.3f} "
-             f"FMR {g['fmr'] if g['fmr'] is not None else 'n/a'} FNMR {g['fnmr'] if g['fnmr'] is not None else 'n/a'}"
+             f"FMR {_or_na(g['fmr'])} FNMR {_or_na(g['fnmr'])}"
              f"{' (small sample)' if g['small_sample'] else ''}" for g in report["groups"]]
     _emit(report, as_json, "\n".join(lines))
 

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facegate.evaluate.stats import roc_det  # noqa: E402
@@ -26,6 +27,12 @@ def _percent(value: float | None) -> str:
 
 def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _save(figure: Figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def det_plot(
@@ -49,9 +56,7 @@ def det_plot(
         axes.text(0.5, 0.5, "no trade-off to plot: no group has both\nfalse matches and false non-matches",
                   ha="center", va="center", transform=axes.transAxes)
     axes.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def roc_plot(scores: dict[str, np.ndarray], path: Path, title: str) -> None:
@@ -62,9 +67,7 @@ def roc_plot(scores: dict[str, np.ndarray], path: Path, title: str) -> None:
     axes.plot(fmr[keep], 1 - fnmr[keep])
     axes.set(xscale="log", xlabel="false match rate", ylabel="true match rate", title=title)
     axes.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def fmr_by_threshold_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
@@ -84,9 +87,7 @@ def fmr_by_threshold_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, 
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=8)
     axes.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def score_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str, ylabel: str = "share of pairs") -> None:
@@ -102,9 +103,7 @@ def score_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, title: str,
     axes.set(yscale="log", xlabel="similarity (0-100)", ylabel=ylabel, title=title)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _documents(title: str, intro: list[tuple[str, str]], tables: list[tuple[str, list[str], list[list[str]]]], images: list[str], notes: list[str]) -> tuple[str, str]:
