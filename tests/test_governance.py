@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from facegate.governance.retention import enforce_retention
 from tests.support.photos import lfw_photo
 from tests.support.server import running_server
 
@@ -172,16 +173,18 @@ def test_consent_required_collections_need_a_live_consent_record(server, faces_d
 def test_faces_under_an_expired_consent_are_deleted_by_the_sweep(server, faces_dir):
     employer = client_for(server, owner="lapsing", sector="commercial", purpose="access_control")
     employer.create_collection(CollectionId="visitors", Tags={"facegate:consent": "required"})
-    cli(server, "consent", "add", "visit-7", "--subject", "visitor 7", "--expires", "2099-01-01", "--org", "lapsing")
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+    cli(server, "consent", "add", "visit-7", "--subject", "visitor 7", "--expires", tomorrow, "--org", "lapsing")
     face_id = employer.index_faces(CollectionId="visitors", Image=photo(faces_dir), ExternalImageId="visit-7")["FaceRecords"][0]["Face"]["FaceId"]
-    with server.facegate.store.engine.begin() as connection:  # the consent runs out
-        connection.exec_driver_sql("UPDATE consents SET expires_at = ? WHERE consent_id = 'visit-7'", (time.time() - 60,))
-    assert "deleted 1 face(s)" in cli(server, "retention", "enforce").stdout
+    # The consent runs out: sweep as of two days from now (editing expires_at instead would
+    # be tampering, which `audit verify` reports).
+    two_days_on = time.time() + 2 * 86400
+    assert sum(r["summary"]["faces_deleted"] for r in enforce_retention(server.facegate.store, now=two_days_on)) == 1
     assert employer.list_faces(CollectionId="visitors")["Faces"] == []
     records = [json.loads(line) for line in cli(server, "audit", "export").stdout.splitlines()]
     lapsed = [r for r in records if r["operation"] == "facegate:ConsentExpired"]
     assert lapsed[-1]["summary"] == {"consent_id": "visit-7", "faces_deleted": 1, "face_ids": [face_id]}
-    assert "deleted 0 face(s)" in cli(server, "retention", "enforce").stdout  # swept once, not every hour
+    assert enforce_retention(server.facegate.store, now=two_days_on) == []  # swept once, not every hour
 
 
 def test_every_request_is_audited_in_order_and_any_tampering_is_detected(server, faces_dir, tmp_path):

@@ -13,25 +13,18 @@ from typing import Any
 
 import click
 
-from facegate.cli.data_dir import data_dir_option, open_data_dir
-from facegate.store.database import Store
+from facegate.cli.data_dir import creating_data_dir, data_dir_option, existing_data_dir
+from facegate.store.transaction import Transaction
 
 _data_dir = data_dir_option
 
 
-def _store(data_dir: Path | None) -> tuple[Store, Path]:
-    store, _, directory = open_data_dir(data_dir)
-    return store, directory
-
-
-def _audit_admin(store, operation: str, summary: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    from facegate.governance import audit
-
-    with store.transaction() as tx:
-        audit.append(tx, {
-            "key_id": "cli", "organization": None, "purpose": "administration", "operation": operation,
-            "collection": None, "decision": "allow", "policies": [], "status": 200, "error_type": None, "summary": summary,
-        })
+def _date(value: str, what: str) -> float:
+    """``YYYY-MM-DD`` (or an ISO time), UTC, as epoch seconds."""
+    try:
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError as exc:
+        raise click.ClickException(f"{what} must be a date like 2027-12-31, got {value!r}") from exc
 
 
 # -- organisations ---------------------------------------------------------------------------
@@ -48,7 +41,7 @@ def orgs() -> None:
 @_data_dir
 @click.option("--json", "as_json", is_flag=True)
 def orgs_create(name: str, sector: str, flags: tuple[str, ...], data_dir: Path | None, as_json: bool) -> None:
-    """Create an organisation.
+    """Create an organisation (audited). Creates the data directory if there is none, and says so.
 
     \b
     Example:
@@ -57,12 +50,11 @@ def orgs_create(name: str, sector: str, flags: tuple[str, ...], data_dir: Path |
     """
     from facegate.governance.identity import IdentityError, create_organization
 
-    store, _ = _store(data_dir)
+    store, _ = creating_data_dir(data_dir)
     try:
         create_organization(store, name, sector, flags)
     except IdentityError as exc:
         raise click.ClickException(str(exc)) from exc
-    _audit_admin(store, "facegate:OrganizationCreate", {"name": name, "sector": sector, "flags": list(flags)})
     out = {"Name": name, "Sector": sector, "Flags": list(flags)}
     click.echo(json.dumps(out) if as_json else f"created {name} ({sector})")
 
@@ -72,7 +64,7 @@ def orgs_create(name: str, sector: str, flags: tuple[str, ...], data_dir: Path |
 @click.option("--json", "as_json", is_flag=True)
 def orgs_list(data_dir: Path | None, as_json: bool) -> None:
     """List organisations."""
-    store, _ = _store(data_dir)
+    store, _ = existing_data_dir(data_dir)
     with store.reader() as tx:
         rows = [{"Name": o.name, "Sector": o.sector, "Flags": list(o.flags)} for o in tx.list_organizations()]
     click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(f"{r['Name']}\t{r['Sector']}\t{','.join(r['Flags'])}" for r in rows))
@@ -88,7 +80,7 @@ def policy() -> None:
 def _policies(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from facegate.governance.policy import Policies
 
-    store, directory = _store(data_dir)
+    store, directory = existing_data_dir(data_dir)
     return Policies(store, directory / "packs"), store
 
 
@@ -119,21 +111,13 @@ def policy_show(name: str, data_dir: Path | None) -> None:
 
 
 def _set_pack(name: str, enabled: bool, data_dir: Path | None) -> None:
-    from facegate.governance.policy import ALWAYS_ON
+    from facegate.governance.policy import PolicyError
 
-    policies, store = _policies(data_dir)
+    policies, _ = _policies(data_dir)
     try:
-        pack = policies.pack(name)
-    except KeyError as exc:
+        policies.set_enabled(name, enabled)
+    except PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
-    if name == ALWAYS_ON and not enabled:
-        raise click.ClickException("the baseline pack is always on")
-    problems = policies.validate(pack.text)
-    if problems:
-        raise click.ClickException(f"{name} does not validate against the schema: {problems}")
-    with store.transaction() as tx:
-        tx.set_pack_state(name, enabled)
-    _audit_admin(store, "facegate:PolicyEnable" if enabled else "facegate:PolicyDisable", {"pack": name})
     click.echo(f"{name}: {'on' if enabled else 'off'}")
 
 
@@ -158,13 +142,13 @@ def policy_disable(name: str, data_dir: Path | None) -> None:
 @_data_dir
 def policy_moratorium_end(date: str, data_dir: Path | None) -> None:
     """Set when us-police-moratorium-2020 ends (YYYY-MM-DD), or "none" for until further notice."""
-    _, store = _policies(data_dir)
-    value = 0 if date == "none" else int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp())
-    from facegate.governance.policy import MORATORIUM_END_SETTING
+    from facegate.governance.policy import PolicyError, set_moratorium_end
 
-    with store.transaction() as tx:
-        tx.set_setting(MORATORIUM_END_SETTING, str(value))
-    _audit_admin(store, "facegate:PolicySetting", {"moratorium_ends": date})
+    _, store = _policies(data_dir)
+    try:
+        set_moratorium_end(store, date)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"moratorium ends: {date}")
 
 
@@ -219,7 +203,22 @@ def audit_group() -> None:
 
 
 def _since(value: str | None) -> float | None:
-    return None if value is None else dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc).timestamp()
+    return None if value is None else _date(value, "--since")
+
+
+def _verified_records(tx: Transaction) -> tuple[list[dict[str, Any]], bool]:
+    """Every record, read in the same pass that verifies the log, and whether it verified.
+    If not, the problems go to stderr and the command must exit 1 after its output, so no
+    one mistakes a listing of an edited log for the truth."""
+    from facegate.governance.audited_state import verify_database
+
+    records: list[dict[str, Any]] = []
+    verdict = verify_database(tx, lambda record, _: records.append(record))
+    if not verdict.ok:
+        click.echo("WARNING: the audit log does not verify (facegate audit verify); records may be altered or missing:", err=True)
+        for problem in verdict.problems:
+            click.echo(f"  {problem}", err=True)
+    return records, verdict.ok
 
 
 @audit_group.command("show")
@@ -228,7 +227,8 @@ def _since(value: str | None) -> float | None:
 @click.option("--op", help="Only this operation.")
 @_data_dir
 def audit_show(since: str | None, org: str | None, op: str | None, data_dir: Path | None) -> None:
-    """One line per record.
+    """One line per record. Filters read each record as it was hashed; if the log does not
+    verify, a warning follows on stderr and the exit status is 1.
 
     \b
     Example:
@@ -236,16 +236,27 @@ def audit_show(since: str | None, org: str | None, op: str | None, data_dir: Pat
     """
     from facegate.governance import audit
 
-    store, _ = _store(data_dir)
-    with store.reader() as tx:
-        records = audit.stored_records(tx, since=_since(since), organization=org, operation=op)
-    for r in records:
+    store, _ = existing_data_dir(data_dir)
+    with store.snapshot() as tx:
+        records, verified = _verified_records(tx)
+    for r in audit.matching(records, _since(since), org, op):
+        click.echo(_line(r))
+    if not verified:
+        sys.exit(1)
+
+
+def _line(r: dict[str, Any]) -> str:
+    if "unreadable_record" in r:
+        return f"{r['seq']:>6} UNREADABLE {r['unreadable_record']!r}"
+    try:
         when = dt.datetime.fromtimestamp(r["time"], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(
-            f"{r['seq']:>6} {when} {r.get('organization') or '-'} {r.get('purpose') or '-'} {r['operation']} "
-            f"{r.get('collection') or '-'} {r.get('decision') or '-'} {r.get('status')} {r.get('error_type') or ''} "
-            f"{json.dumps(r.get('summary', {}), sort_keys=True)}"
-        )
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        when = f"time={r.get('time')!r}"
+    return (
+        f"{r.get('seq')!s:>6} {when} {r.get('organization') or '-'} {r.get('purpose') or '-'} {r.get('operation')} "
+        f"{r.get('collection') or '-'} {r.get('decision') or '-'} {r.get('status')} {r.get('error_type') or ''} "
+        f"{json.dumps(r.get('summary', {}), sort_keys=True)}"
+    )
 
 
 _CSV_COLUMNS = ["seq", "time", "request_id", "key_id", "organization", "sector", "purpose", "operation", "collection",
@@ -258,6 +269,7 @@ _CSV_COLUMNS = ["seq", "time", "request_id", "key_id", "organization", "sector",
 @_data_dir
 def audit_export(fmt: str, out: Path | None, data_dir: Path | None) -> None:
     """Export every record. JSONL keeps each record exactly as hashed, so it can be verified.
+    If the log does not verify, a warning follows on stderr and the exit status is 1.
 
     \b
     Example:
@@ -265,9 +277,9 @@ def audit_export(fmt: str, out: Path | None, data_dir: Path | None) -> None:
     """
     from facegate.governance import audit
 
-    store, _ = _store(data_dir)
-    with store.reader() as tx:
-        records = audit.stored_records(tx)
+    store, _ = existing_data_dir(data_dir)
+    with store.snapshot() as tx:
+        records, verified = _verified_records(tx)
     if fmt == "jsonl":
         text = "".join(audit.canonical(r) + "\n" for r in records)
     else:
@@ -281,39 +293,62 @@ def audit_export(fmt: str, out: Path | None, data_dir: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         out.write_text(text)
+    if not verified:
+        sys.exit(1)
+
+
+def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    seq, _, head_hash = value.partition(":")
+    if not seq.isascii() or not seq.isdigit() or len(head_hash) != 64:
+        raise click.BadParameter("expected SEQ:HASH, the head an earlier verify printed")
+    return int(seq), head_hash
 
 
 @audit_group.command("verify")
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A JSONL export to verify instead of the database.")
+@click.option("--anchor", callback=_anchor, metavar="SEQ:HASH",
+              help="A head an earlier verify printed, kept where the database's writers cannot reach: "
+                   "the log must still hold that record with that hash.")
 @_data_dir
 @click.option("--json", "as_json", is_flag=True)
-def audit_verify(file: Path | None, data_dir: Path | None, as_json: bool) -> None:
-    """Check the hash chain; exits 1 and names the first bad record on any tampering.
+def audit_verify(file: Path | None, anchor: tuple[int, str] | None, data_dir: Path | None, as_json: bool) -> None:
+    """Check the audit log; exits 1 and names every problem found.
+
+    In the database: the hash chain, every column of every record against the hashed record,
+    the head kept in the settings table, and that organisations, access keys, policy packs,
+    the moratorium's end and consents are what the audited changes made them. A --file
+    export is checked for its chain alone. Someone able to rewrite the whole database could
+    rewrite all of that consistently: keep the printed head elsewhere and pass it back as
+    --anchor.
 
     \b
     Example:
       facegate audit verify && facegate audit verify --file audit.jsonl
+      facegate audit verify --anchor 183:9f2c...   # a head printed earlier
     """
     from facegate.governance import audit
+    from facegate.governance.audited_state import verify_database
 
     if file is not None:
         try:
             records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise click.ClickException(f"{file} is not JSONL: {exc}") from exc
-        verdict = audit.verify(records)
+        verdict = audit.verify(records, anchor=anchor)
     else:
-        store, _ = _store(data_dir)
-        with store.reader() as tx:
-            verdict = audit.verify(audit.stored_records(tx), audit.head(tx))
+        store, _ = existing_data_dir(data_dir)
+        with store.snapshot() as tx:
+            verdict = verify_database(tx, anchor=anchor)
     result = {"ok": verdict.ok, "records": verdict.records, "first_bad_seq": verdict.first_bad_seq,
-              "problem": verdict.problem, "head_hash": verdict.head_hash}
+              "problem": verdict.problem, "problems": list(verdict.problems), "head_hash": verdict.head_hash}
     if as_json:
         click.echo(json.dumps(result))
     elif verdict.ok:
-        click.echo(f"OK: {verdict.records} records, chain intact, head {verdict.head_hash}")
+        click.echo(f"OK: {verdict.records} records, chain intact, head {verdict.records}:{verdict.head_hash}")
     else:
-        click.echo(f"TAMPERED: {verdict.problem}")
+        click.echo("\n".join(f"TAMPERED: {problem}" for problem in verdict.problems))
     if not verdict.ok:
         sys.exit(1)
 
@@ -329,22 +364,24 @@ def consent() -> None:
 @click.argument("consent_id")
 @click.option("--subject", required=True, help="Who consented (a reference, not biometric data).")
 @click.option("--expires", required=True, help="YYYY-MM-DD (UTC).")
-@click.option("--org", default="default", show_default=True)
+@click.option("--org", default="default", show_default=True, help="An organisation that exists (facegate orgs create).")
 @_data_dir
 def consent_add(consent_id: str, subject: str, expires: str, org: str, data_dir: Path | None) -> None:
     """Record consent; index the subject's faces with ExternalImageId=CONSENT_ID.
 
     \b
     Example:
+      facegate orgs create acme --sector commercial
       facegate consent add consent-0042 --subject "employee 42" --expires 2027-12-31 --org acme
     """
-    store, _ = _store(data_dir)
-    expires_at = dt.datetime.fromisoformat(expires).replace(tzinfo=dt.timezone.utc).timestamp()
-    with store.transaction() as tx:
-        if tx.get_consent(org, consent_id) is not None:
-            raise click.ClickException(f"consent {consent_id} already exists")
-        tx.create_consent(org, consent_id, subject, expires_at)
-    _audit_admin(store, "facegate:ConsentAdd", {"organization": org, "consent_id": consent_id, "expires": expires})
+    from facegate.governance.identity import IdentityError
+    from facegate.governance.retention import add_consent
+
+    store, _ = existing_data_dir(data_dir)
+    try:
+        add_consent(store, org, consent_id, subject, _date(expires, "--expires"))
+    except (IdentityError, KeyError) as exc:
+        raise click.ClickException(exc.args[0]) from exc
     click.echo(f"consent {consent_id} recorded until {expires}")
 
 
@@ -356,7 +393,7 @@ def consent_revoke(consent_id: str, org: str, data_dir: Path | None) -> None:
     """Revoke consent and delete every face indexed under it (audited)."""
     from facegate.governance.retention import revoke_consent
 
-    store, _ = _store(data_dir)
+    store, _ = existing_data_dir(data_dir)
     try:
         record = revoke_consent(store, org, consent_id)
     except KeyError as exc:
@@ -376,7 +413,7 @@ def retention_enforce(data_dir: Path | None) -> None:
     """Sweep now; every deletion is audited. The server also sweeps at start-up and hourly."""
     from facegate.governance.retention import enforce_retention
 
-    store, _ = _store(data_dir)
+    store, _ = existing_data_dir(data_dir)
     records = enforce_retention(store, now=time.time())
     deleted = sum(r["summary"]["faces_deleted"] for r in records)
     click.echo(f"deleted {deleted} face(s) in {len(records)} sweep(s) (collections past retention, expired consents)")

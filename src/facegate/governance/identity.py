@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from facegate.governance import audit
 from facegate.store.database import Store
 from facegate.store.transaction import Transaction
 
@@ -46,21 +47,31 @@ LOCAL_OPERATOR = Identity("local-cli", "local", "individual", "research", ())
 """Who the ``facegate detect`` and ``compare`` commands act as: they pass the gate too."""
 
 
-def create_organization(store: Store, name: str, sector: str, flags: tuple[str, ...] = ()) -> None:
+def create_organization(
+    store: Store, name: str, sector: str, flags: tuple[str, ...] = (), actor: str = audit.ADMINISTRATOR
+) -> None:
+    """Create an organisation, audited in the same transaction."""
     if sector not in SECTORS:
         raise IdentityError(f"unknown sector {sector!r}; choose one of {', '.join(SECTORS)}")
     with store.transaction() as tx:
         if tx.get_organization(name) is not None:
             raise IdentityError(f"organisation {name!r} already exists")
-        tx.create_organization(name, sector, flags)
+        _create(tx, name, sector, flags, actor)
 
 
-def ensure_organization(tx: Transaction, name: str) -> None:
-    """The default organisation exists implicitly; any other must be created first."""
+def _create(tx: Transaction, name: str, sector: str, flags: tuple[str, ...], actor: str) -> None:
+    tx.create_organization(name, sector, flags)
+    summary = {"name": name, "sector": sector, "flags": sorted(flags)}
+    audit.append(tx, audit.administrative("facegate:OrganizationCreate", summary, actor, organization=name))
+
+
+def ensure_organization(tx: Transaction, name: str, actor: str = audit.ADMINISTRATOR) -> None:
+    """The default organisation exists implicitly (created, and audited, on first use);
+    any other must be created first."""
     if tx.get_organization(name) is None:
         if name != DEFAULT_ORGANIZATION:
             raise IdentityError(f"no organisation {name!r}; create it with `facegate orgs create`")
-        tx.create_organization(name, DEFAULT_SECTOR, ())
+        _create(tx, name, DEFAULT_SECTOR, (), actor)
 
 
 def resolve(store: Store, access_key_id: str) -> Identity:

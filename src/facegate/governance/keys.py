@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from facegate.governance import audit
 from facegate.governance.identity import DEFAULT_ORGANIZATION, DEFAULT_PURPOSE, IdentityError, ensure_organization
 from facegate.store.database import Store
 from facegate.store.secrets import SecretBox
@@ -26,9 +27,11 @@ class NewAccessKey:
 
 
 def create_access_key(
-    store: Store, box: SecretBox, name: str, owner: str = DEFAULT_ORGANIZATION, purpose: str = DEFAULT_PURPOSE
+    store: Store, box: SecretBox, name: str, owner: str = DEFAULT_ORGANIZATION, purpose: str = DEFAULT_PURPOSE,
+    actor: str = audit.ADMINISTRATOR,
 ) -> NewAccessKey:
-    """A key bound to exactly one organisation and one declared purpose."""
+    """A key bound to exactly one organisation and one declared purpose, audited (never
+    its secret) in the same transaction."""
     if not purpose or not purpose.replace("_", "").replace("-", "").isalnum():
         raise IdentityError(f"purpose must be a word like photo_library, got {purpose!r}")
     key = NewAccessKey(
@@ -36,9 +39,21 @@ def create_access_key(
         secret_access_key=secrets.token_urlsafe(30)[:40],
     )
     with store.transaction() as tx:
-        ensure_organization(tx, owner)
+        ensure_organization(tx, owner, actor)
         tx.create_access_key(key.access_key_id, name, box.encrypt(key.secret_access_key), owner, purpose)
+        summary = {"access_key_id": key.access_key_id, "organization": owner, "purpose": purpose, "name": name}
+        audit.append(tx, audit.administrative("facegate:AccessKeyCreate", summary, actor, organization=owner))
     return key
+
+
+def revoke_access_key(store: Store, access_key_id: str, actor: str = audit.ADMINISTRATOR) -> None:
+    """Revoke a key, audited in the same transaction; it stops working at its next request."""
+    with store.transaction() as tx:
+        found = tx.access_key_secret(access_key_id)
+        if found is None or not tx.revoke_access_key(access_key_id):
+            raise IdentityError(f"no active key {access_key_id}")
+        summary = {"access_key_id": access_key_id}
+        audit.append(tx, audit.administrative("facegate:AccessKeyRevoke", summary, actor, organization=found[0].owner))
 
 
 def secret_lookup(store: Store, box: SecretBox) -> Callable[[str], str | None]:

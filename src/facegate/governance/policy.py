@@ -8,6 +8,7 @@ the pack, the rule and why. Which packs are on is kept in the database, so
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import math
@@ -19,6 +20,7 @@ from typing import Any
 
 import cedarpy
 
+from facegate.governance import audit
 from facegate.governance.identity import Identity
 from facegate.store.database import Store
 from facegate.store.records import CollectionRecord
@@ -28,6 +30,30 @@ DEFAULT_STATES = {"baseline": True, "us-police-moratorium-2020": True, "threshol
 """Packs not listed here (your own) start disabled until `facegate policy enable`."""
 
 MORATORIUM_END_SETTING = "moratorium_ends"
+
+
+class PolicyError(ValueError):
+    """An administrative change to the policies that cannot be made."""
+
+
+def moratorium_end(date: str) -> int:
+    """``none`` is 0 (until further notice); ``YYYY-MM-DD`` is that midnight UTC, in epoch seconds."""
+    if date == "none":
+        return 0
+    try:
+        return int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp())
+    except ValueError as exc:
+        raise PolicyError(f"the moratorium's end must be YYYY-MM-DD or none, got {date!r}") from exc
+
+
+def set_moratorium_end(store: Store, date: str, actor: str = audit.ADMINISTRATOR) -> int:
+    """Set when us-police-moratorium-2020 ends, audited in the same transaction; returns the setting."""
+    value = moratorium_end(date)
+    with store.transaction() as tx:
+        tx.set_setting(MORATORIUM_END_SETTING, str(value))
+        audit.append(tx, audit.administrative("facegate:PolicySetting", {"moratorium_ends": date, "value": value}, actor))
+    return value
+
 
 THRESHOLDS: dict[str, tuple[str, float]] = {
     "SearchFaces": ("FaceMatchThreshold", 80.0),
@@ -107,6 +133,23 @@ class Policies:
             if pack.name == name:
                 return pack
         raise KeyError(f"no policy pack {name!r}; see `facegate policy list`")
+
+    def set_enabled(self, name: str, enabled: bool, actor: str = audit.ADMINISTRATOR) -> Pack:
+        """Turn a pack on or off, audited in the same transaction; it takes effect at the next
+        request. A pack that does not validate against the schema is refused."""
+        try:
+            pack = self.pack(name)
+        except KeyError as exc:
+            raise PolicyError(exc.args[0]) from exc
+        if name == ALWAYS_ON and not enabled:
+            raise PolicyError("the baseline pack is always on")
+        problems = self.validate(pack.text)
+        if problems:
+            raise PolicyError(f"{name} does not validate against the schema: {problems}")
+        with self.store.transaction() as tx:
+            tx.set_pack_state(name, enabled)
+            audit.append(tx, audit.administrative("facegate:PolicyEnable" if enabled else "facegate:PolicyDisable", {"pack": name}, actor))
+        return Pack(name, pack.path, enabled)
 
     def validate(self, text: str) -> list[str]:
         result = cedarpy.validate_policies(text, self._schema)

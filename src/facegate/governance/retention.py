@@ -9,23 +9,25 @@ those faces. The sweep runs at start-up, every ``interval`` seconds while servin
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from typing import Any
 
 from facegate.governance import audit
 from facegate.governance.gate import DEFAULT_RETENTION_DAYS
+from facegate.governance.identity import ensure_organization
+from facegate.service.facegate_tags import RETENTION_DAYS_TAG, retention_days
 from facegate.store.database import Store
 from facegate.store.transaction import Transaction
 
 SWEEPER = {"key_id": "facegate-retention", "organization": None, "purpose": "retention", "decision": "allow"}
 
 
-def _retention_days(tags: dict[str, str]) -> float:
-    try:
-        return float(tags.get("facegate:retention-days", DEFAULT_RETENTION_DAYS))
-    except ValueError:
-        return float(DEFAULT_RETENTION_DAYS)
+def _retention_days(tags: dict[str, str]) -> int:
+    """The collection's retention; a value stored before values were checked, and not
+    valid now, counts as the default rather than as "delete everything" (0, -1)."""
+    return retention_days(tags.get(RETENTION_DAYS_TAG, "")) or DEFAULT_RETENTION_DAYS
 
 
 def _delete(tx: Transaction, collection_pk: int, face_ids: list[str]) -> None:
@@ -60,7 +62,23 @@ def enforce_retention(store: Store, now: float | None = None) -> list[dict[str, 
     return records
 
 
-def revoke_consent(store: Store, organization: str, consent_id: str, actor: str = "cli") -> dict[str, Any]:
+def add_consent(
+    store: Store, organization: str, consent_id: str, subject: str, expires_at: float, actor: str = audit.ADMINISTRATOR
+) -> dict[str, Any]:
+    """Record a consent (epoch seconds of expiry) for an organisation that exists, audited in
+    the same transaction. Raises ``IdentityError`` for an unknown organisation, ``KeyError``
+    for a consent id already used."""
+    with store.transaction() as tx:
+        ensure_organization(tx, organization, actor)
+        if tx.get_consent(organization, consent_id) is not None:
+            raise KeyError(f"consent {consent_id!r} already exists for organisation {organization!r}")
+        tx.create_consent(organization, consent_id, subject, expires_at)
+        expires = dt.datetime.fromtimestamp(expires_at, dt.timezone.utc).isoformat()
+        summary = {"organization": organization, "consent_id": consent_id, "expires": expires, "expires_at": expires_at}
+        return audit.append(tx, audit.administrative("facegate:ConsentAdd", summary, actor, organization=organization))
+
+
+def revoke_consent(store: Store, organization: str, consent_id: str, actor: str = audit.ADMINISTRATOR) -> dict[str, Any]:
     """Revoke a consent record and delete the faces indexed under it, in one transaction."""
     with store.transaction() as tx:
         if tx.get_consent(organization, consent_id) is None:

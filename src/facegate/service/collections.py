@@ -7,6 +7,7 @@ from typing import Any
 
 from facegate.service import exceptions
 from facegate.service.context import Scope, Service, after_token, require_collection
+from facegate.service.facegate_tags import check_facegate_tags
 
 COLLECTION_ID = r"[a-zA-Z0-9_.\-]+"
 MAX_COLLECTIONS_PAGE = 4096
@@ -14,6 +15,7 @@ MAX_COLLECTIONS_PAGE = 4096
 
 def create_collection(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     collection_id = params["CollectionId"]
+    check_facegate_tags(params.get("Tags", {}))
     with service.store.transaction() as tx:
         if tx.get_collection(scope.owner, collection_id) is not None:
             raise exceptions.ResourceAlreadyExistsException(f"The collection id: {collection_id} already exists")

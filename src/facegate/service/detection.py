@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from facegate.engine.pipeline import FaceEngine
-from facegate.service import exceptions
 from facegate.service.faces import bounding_box, compared_face, face_detail
 from facegate.service.images import read_image
-from facegate.service.quality_filter import rejection_reasons
+from facegate.service.quality_filter import rejection_reasons, usable_faces
 
 MAX_FACES_PER_IMAGE = 100
 """Rekognition analyses at most the 100 largest faces of an image."""
@@ -35,10 +34,7 @@ def compare_faces(engine: FaceEngine, params: dict[str, Any]) -> dict[str, Any]:
     level = params.get("QualityFilter", "NONE")
     source_image = read_image(params["SourceImage"], "SourceImage")
     target_image = read_image(params["TargetImage"], "TargetImage")
-    source_faces = [f for f in engine.detect(source_image) if not rejection_reasons(f, level)]
-    if not source_faces:
-        raise exceptions.InvalidParameterException("SourceImage: no face was detected that passes the QualityFilter.")
-    source = source_faces[0]
+    source = usable_faces(engine.detect(source_image), params, "NONE", "SourceImage")[0]
     targets = [f for f in engine.detect(target_image) if not rejection_reasons(f, level)][:MAX_FACES_PER_IMAGE]
     descriptors = engine.embed_batch([(source_image, [source]), (target_image, targets)])
     similarities = engine.similarity(descriptors[:1], descriptors[1:])[0] if targets else []

@@ -9,8 +9,10 @@ sharpness is about 39, and a 3 px blur drives faces under 8.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from facegate.engine.results import Face
+from facegate.service import exceptions
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,21 @@ def rejection_reasons(face: Face, level: str) -> list[str]:
         if not bar.min_brightness <= face.quality.brightness <= bar.max_brightness:
             reasons.append("LOW_BRIGHTNESS")
     return reasons
+
+
+def usable_faces(faces: list[Face], params: dict[str, Any], default: str = "NONE", field: str = "") -> list[Face]:
+    """The detected ``faces`` that pass the request's ``QualityFilter`` (``default`` when it
+    sent none). None is Rekognition's ``InvalidParameterException``, whose message says
+    truly why: no face at all, or faces that the filter rejected, and for what."""
+    prefix = f"{field}: " if field else ""
+    if not faces:
+        raise exceptions.InvalidParameterException(f"{prefix}There are no faces in the image. Should be at least 1.")
+    level = params.get("QualityFilter", default)
+    kept = [face for face in faces if not rejection_reasons(face, level)]
+    if not kept:
+        reasons = sorted({reason for face in faces for reason in rejection_reasons(face, level)})
+        raise exceptions.InvalidParameterException(
+            f"{prefix}There are no faces in the image that pass QualityFilter {level}: "
+            f"{len(faces)} found, rejected for {', '.join(reasons)}."
+        )
+    return kept

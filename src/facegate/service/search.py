@@ -16,7 +16,7 @@ from facegate.service import exceptions
 from facegate.service.context import Scope, Service, require_collection
 from facegate.service.faces import bounding_box, stored_face
 from facegate.service.images import read_image
-from facegate.service.quality_filter import rejection_reasons
+from facegate.service.quality_filter import usable_faces
 from facegate.store.records import CollectionRecord
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
@@ -26,11 +26,7 @@ MAX_MATCHES = 4096
 def largest_face(service: Service, params: dict[str, Any], default_filter: str = "NONE") -> tuple[DecodedImage, list[Face]]:
     """The image and its faces that pass ``QualityFilter``, largest first; none is an error."""
     image = read_image(params["Image"])
-    level = params.get("QualityFilter", default_filter)
-    faces = [f for f in service.engine.detect(image) if not rejection_reasons(f, level)]
-    if not faces:
-        raise exceptions.InvalidParameterException("There are no faces in the image that pass the QualityFilter.")
-    return image, faces
+    return image, usable_faces(service.engine.detect(image), params, default_filter)
 
 
 def _matches(

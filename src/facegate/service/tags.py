@@ -1,7 +1,8 @@
 """TagResource, UntagResource, ListTagsForResource on collection ARNs.
 
 Tags matter beyond bookkeeping: governance reads ``facegate:*`` tags for retention and
-consent rules. Another owner's ARN is simply not found, as across AWS accounts.
+consent rules, so their values are checked here (``facegate_tags``). Another owner's ARN
+is simply not found, as across AWS accounts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from facegate.service import exceptions
 from facegate.service.context import Scope, Service
+from facegate.service.facegate_tags import check_facegate_tags
 from facegate.store.records import CollectionRecord
 from facegate.store.transaction import Transaction
 
@@ -24,6 +26,7 @@ def _collection_by_arn(tx: Transaction, scope: Scope, arn: str) -> CollectionRec
 
 
 def tag_resource(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    check_facegate_tags(params["Tags"])
     with service.store.transaction() as tx:
         collection = _collection_by_arn(tx, scope, params["ResourceArn"])
         if len(tx.get_tags(collection.pk) | params["Tags"]) > MAX_TAGS:

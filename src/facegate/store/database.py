@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from facegate.store.face_index import FaceIndex
-from facegate.store.migrations import migrate
+from facegate.store.migrations import current_version, migrate
 from facegate.store.transaction import Transaction
 
 
@@ -139,6 +140,18 @@ class Store:
         with self.engine.connect() as connection:
             yield Transaction(connection)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Transaction]:
+        """Reads that all see the database as of one moment while writers carry on (a read
+        transaction under WAL on SQLite, REPEATABLE READ on PostgreSQL): for checks that
+        compare tables, such as the audit log with the state it explains."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            yield Transaction(connection)
+
     def index_disagreements(self) -> list[str]:
         """Where the in-memory index and the database differ (empty when they agree)."""
         stored: dict[int, dict[str, tuple[np.ndarray, str | None]]] = {}
@@ -160,14 +173,39 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(url: str) -> Store:
-    """Open (creating and migrating as needed) the store at a SQLAlchemy URL."""
+class DatabaseNotFound(LookupError):
+    """There is no facegate database at the URL, and none was to be made."""
+
+
+class DatabaseUnreachable(DatabaseNotFound):
+    """The database server at the URL does not answer (so whether one is there is unknown)."""
+
+
+def open_store(url: str, create: bool = True) -> Store:
+    """Open (creating and migrating as needed) the store at a SQLAlchemy URL. With
+    ``create=False`` nothing is created: a missing database raises ``DatabaseNotFound``."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
+            if not create and not Path(path).is_file():
+                raise DatabaseNotFound(f"no database file {path}")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, poolclass=NullPool)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    if not create:
+        _require_facegate_schema(engine)
     return Store(engine)
+
+
+def _require_facegate_schema(engine: Engine) -> None:
+    try:
+        with engine.connect() as connection:
+            version = current_version(connection)
+    except OperationalError as exc:
+        engine.dispose()
+        raise DatabaseUnreachable(f"cannot reach {engine.url.render_as_string(hide_password=True)}: {exc.orig}") from exc
+    if version == 0:
+        engine.dispose()
+        raise DatabaseNotFound(f"{engine.url.render_as_string(hide_password=True)} holds no facegate database")

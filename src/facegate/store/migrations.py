@@ -6,11 +6,14 @@ version (1-based). Append, never edit: a deployed database only replays what is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select, text
 
 from facegate.store import schema
+from facegate.store.audit_chain import append
+from facegate.store.transaction import Transaction
 
 
 def _v1_initial(connection: Connection) -> None:
@@ -50,7 +53,41 @@ def _v3_index_log(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.index_log])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_governance, _v3_index_log]
+def _v4_state_baseline(connection: Connection) -> None:
+    """One audit record of the governance state as it stands (organisations, access keys,
+    policy packs, the moratorium's end, consents), written once, when a database that holds
+    any is upgraded. From here on every change to that state is audited with it, and
+    ``facegate audit verify`` replays the records from this one to check the tables."""
+    o, k, p, c, s = (t.c for t in (schema.organizations, schema.access_keys, schema.policy_packs, schema.consents, schema.settings))
+    organizations = [
+        {"name": r.name, "sector": r.sector, "flags": sorted(json.loads(r.flags))}
+        for r in connection.execute(select(o.name, o.sector, o.flags).order_by(o.name))
+    ]
+    keys = [
+        {"access_key_id": r.access_key_id, "organization": r.owner, "purpose": r.purpose, "name": r.name,
+         "revoked": r.revoked_at is not None}
+        for r in connection.execute(select(k.access_key_id, k.owner, k.purpose, k.name, k.revoked_at).order_by(k.access_key_id))
+    ]
+    packs = {r.name: bool(r.enabled) for r in connection.execute(select(p.name, p.enabled).order_by(p.name))}
+    consents = [
+        {"organization": r.organization, "consent_id": r.consent_id, "expires_at": r.expires_at, "ended": r.revoked_at is not None}
+        for r in connection.execute(select(c.organization, c.consent_id, c.expires_at, c.revoked_at).order_by(c.organization, c.consent_id))
+    ]
+    # governance's MORATORIUM_END_SETTING (the store cannot import governance)
+    moratorium = connection.execute(select(s.value).where(s.key == "moratorium_ends")).scalar_one_or_none()
+    audited = connection.execute(select(schema.audit_log.c.seq).limit(1)).first() is not None
+    if not (organizations or keys or packs or consents or moratorium is not None or audited):
+        return  # a new database: its state will be audited as it is made
+    append(Transaction(connection), {
+        "key_id": "facegate-migration", "organization": None, "purpose": "administration",
+        "operation": "facegate:StateBaseline", "collection": None, "decision": "allow", "policies": [], "status": 200,
+        "error_type": None,
+        "summary": {"organizations": organizations, "access_keys": keys, "policy_packs": packs,
+                    "moratorium_ends": int(moratorium or 0), "consents": consents},
+    })
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline]
 
 
 def current_version(connection: Connection) -> int:

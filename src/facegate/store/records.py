@@ -61,11 +61,15 @@ class OrganizationRecord:
 
 @dataclass(frozen=True)
 class AuditRow:
-    """One stored audit record: its canonical JSON text and the hash that chains it."""
+    """One stored audit record: its canonical JSON text, the hash that chains it, and the
+    columns copied from it (see ``store/audit_chain.py``)."""
 
     seq: int
     record: str
     hash: str
+    recorded_at: float
+    organization: str | None
+    operation: str
 
 
 @dataclass(frozen=True)

@@ -403,7 +403,7 @@ class Transaction:
     def last_audit(self) -> AuditRow | None:
         a = schema.audit_log.c
         row = self.connection.execute(select(schema.audit_log).order_by(a.seq.desc()).limit(1)).first()
-        return None if row is None else AuditRow(row.seq, row.record, row.hash)
+        return None if row is None else _audit_row(row)
 
     def append_audit(self, seq: int, recorded_at: float, organization: str | None, operation: str, record: str, digest: str) -> None:
         self.connection.execute(
@@ -412,16 +412,12 @@ class Transaction:
             )
         )
 
-    def audit_rows(self, since: float | None = None, organization: str | None = None, operation: str | None = None) -> list[AuditRow]:
-        a = schema.audit_log.c
-        query = select(schema.audit_log)
-        if since is not None:
-            query = query.where(a.recorded_at >= since)
-        if organization is not None:
-            query = query.where(a.organization == organization)
-        if operation is not None:
-            query = query.where(a.operation == operation)
-        return [AuditRow(r.seq, r.record, r.hash) for r in self.connection.execute(query.order_by(a.seq))]
+    def audit_rows(self) -> Iterator[AuditRow]:
+        """Every stored record, in ``seq`` order. There are deliberately no filters here: the
+        columns one would filter on can be edited apart from the hashed record, so readers
+        filter on the record itself (``governance/audit.py``)."""
+        for row in self.connection.execute(select(schema.audit_log).order_by(schema.audit_log.c.seq)):
+            yield _audit_row(row)
 
     # -- consent -------------------------------------------------------------------------
 
@@ -448,11 +444,19 @@ class Transaction:
             .values(revoked_at=time.time() if at is None else at)
         )
 
+    def list_consents(self) -> list[ConsentRecord]:
+        c = schema.consents.c
+        return [_consent(r) for r in self.connection.execute(select(schema.consents).order_by(c.organization, c.consent_id))]
+
     def lapsed_consents(self, now: float) -> list[ConsentRecord]:
         """Consents past their expiry that have not been ended yet (the sweep ends them)."""
         c = schema.consents.c
         rows = self.connection.execute(select(schema.consents).where(and_(c.expires_at <= now, c.revoked_at.is_(None))))
         return [_consent(r) for r in rows]
+
+
+def _audit_row(row: Row[Any]) -> AuditRow:
+    return AuditRow(row.seq, row.record, row.hash, row.recorded_at, row.organization, row.operation)
 
 
 def _consent(row: Row[Any]) -> ConsentRecord:
