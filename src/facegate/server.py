@@ -3,12 +3,14 @@
 This is the only module that knows every layer. Requests flow api -> gate -> service:
 the handler given to the API resolves the caller's identity and hands every request to
 the governance gate, so no path reaches the service without a policy decision and an
-audit record.
+audit record. Requests refused before the gate are recorded by the rejection log.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from facegate.governance.gate import Gate, Request
 from facegate.governance.identity import resolve
 from facegate.governance.keys import secret_lookup
 from facegate.governance.policy import Policies
+from facegate.governance.rejections import Rejection, RejectionLog
 from facegate.service.context import Service
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.secrets import SecretBox
@@ -65,16 +68,22 @@ class Facegate:
 
     def app(self) -> Starlette:
         gate = self.gate
+        rejections = RejectionLog(self.store)
 
         def handle(caller: Caller, operation: str, params: dict[str, Any], context: RequestContext) -> dict[str, Any]:
-            identity = resolve(self.store, caller.access_key_id)
+            try:
+                identity = resolve(self.store, caller.access_key_id)
+            except Exception:  # not at the gate yet, so only the rejection log can record it
+                rejections.record(
+                    Rejection(context.request_id, context.source, caller.access_key_id, operation, "InternalServerError", 500)
+                )
+                raise
             request = Request(identity, operation, params, caller.region, context.request_id, context.case_reference)
             return gate.handle(request)
 
-        return create_app(handle, secret_lookup(self.store, self.secrets))
+        @asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            with rejections.flushing():  # repeat counts reach the audit log every window, and at shutdown
+                yield
 
-
-def app_from_environment() -> Starlette:
-    """The app of one ``facegate serve --workers N`` process, configured by the environment
-    its parent set (``FACEGATE_DATA_DIR``, ``FACEGATE_DATABASE_URL``)."""
-    return Facegate.open(default_data_dir()).app()
+        return create_app(handle, secret_lookup(self.store, self.secrets), rejections.record, lifespan)
