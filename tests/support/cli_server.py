@@ -26,7 +26,7 @@ def client_factory(data_dir: Path, port: int, name: str) -> Callable[[], Any]:
         return boto3.client(
             "rekognition", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
             aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
-            config=Config(retries={"max_attempts": 1}, read_timeout=60, connect_timeout=5),
+            config=Config(retries={"total_max_attempts": 1}, read_timeout=60, connect_timeout=5),  # no retries
         )
 
     return client

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from facegate.cli.data_dir import data_dir_option, open_data_dir
-from facegate.server import DATA_DIR_VARIABLE, default_data_dir
+from facegate.cli.data_dir import creating_data_dir, data_dir_option, existing_data_dir, open_data_dir, secret_box
+from facegate.server import default_data_dir
 from facegate.store.database import Store
 from facegate.store.secrets import SecretBox
 
@@ -25,12 +24,14 @@ RETENTION_SWEEP_SECONDS = 3600
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 64),
     help="Server processes sharing the port. Each loads the models and its own copy of the index "
-         "(the index log keeps them in step); one per core gives the most requests per second.",
+         "(the index log keeps them in step); one per core gives the most requests per second. "
+         "A worker is restarted only if it exits, never for being busy.",
 )
 def serve(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     """Serve the Rekognition face API (AWS JSON 1.1 + SigV4) on HOST:PORT.
 
     On first start this creates the data directory and an access key, and prints them.
+    SIGTERM or Ctrl-C stops it gracefully: requests in flight are answered first.
 
     \b
     Examples:
@@ -39,45 +40,63 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int) -> None:
       python -c "import boto3; print(boto3.client('rekognition', endpoint_url='http://127.0.0.1:8000',
           region_name='us-east-1').list_collections())"
     """
+    directory = (data_dir or default_data_dir()).resolve()
+    endpoint = f"http://{host}:{port}"
+    if workers == 1:
+        _serve_in_process(directory, host, port, endpoint)
+        return
+    # The supervising process holds no models and no index: it opens the store only to
+    # migrate it (once, before workers race to) and to create the first key, then closes it.
+    from facegate.supervisor import serve_workers
+
+    store, secrets, _ = open_data_dir(directory)
+    try:
+        _announce(f"{workers} worker processes", directory, store, endpoint)
+        _create_first_key(store, secrets, endpoint)
+    finally:
+        store.close()
+    try:
+        code = serve_workers(directory, host, port, workers, RETENTION_SWEEP_SECONDS)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    raise SystemExit(code)
+
+
+def _serve_in_process(directory: Path, host: str, port: int, endpoint: str) -> None:
+    """One process: the app, the retention sweeper and uvicorn share it."""
     import uvicorn
 
     from facegate.governance.retention import start_sweeper
+    from facegate.server import Facegate
+    from facegate.supervisor import GRACEFUL_SHUTDOWN_SECONDS
 
-    directory = (data_dir or default_data_dir()).resolve()
-    if workers == 1:
-        from facegate.server import Facegate
-
-        instance = Facegate.open(directory)
-        store, secrets, app, version = instance.store, instance.secrets, instance.app(), instance.engine.model_version
-    else:
-        # Workers are fresh interpreters that build the app from the environment; the models
-        # load there, not here. Each gets an equal share of the cores for its matrix products.
-        store, secrets, _ = open_data_dir(directory)
-        os.environ[DATA_DIR_VARIABLE] = str(directory)
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-        app, version = "facegate.server:app_from_environment", f"{workers} worker processes"
-    endpoint = f"http://{host}:{port}"
-    click.echo(f"facegate {version}")
-    click.echo(f"data directory: {directory}")
-    click.echo(f"database:       {store.engine.url.render_as_string(hide_password=True)}")
-    click.echo(f"endpoint:       {endpoint}")
-    _create_first_key(store, secrets, endpoint)
-    stop_sweeper = start_sweeper(store, RETENTION_SWEEP_SECONDS)
+    instance = Facegate.open(directory)
+    _announce(instance.engine.model_version, directory, instance.store, endpoint)
+    _create_first_key(instance.store, instance.secrets, endpoint)
+    stop_sweeper = start_sweeper(instance.store, RETENTION_SWEEP_SECONDS)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
-                    workers=workers, factory=workers > 1)
+        uvicorn.run(instance.app(), host=host, port=port, log_level="info",
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     finally:
         stop_sweeper.set()
 
 
+def _announce(version: str, directory: Path, store: Store, endpoint: str) -> None:
+    click.echo(f"facegate {version}")
+    click.echo(f"data directory: {directory}")
+    click.echo(f"database:       {store.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"endpoint:       {endpoint}")
+
+
 def _create_first_key(store: Store, secrets: SecretBox, endpoint: str) -> None:
-    """On first start, an access key so that `make serve` is immediately usable."""
+    """On first start, an access key so that `make serve` is immediately usable (audited,
+    as made by facegate-serve)."""
     from facegate.governance.keys import create_access_key
 
     with store.reader() as tx:
         if tx.count_access_keys():
             return
-    key = create_access_key(store, secrets, name="initial")
+    key = create_access_key(store, secrets, name="initial", actor="facegate-serve")
     click.echo("An initial access key was created. The secret is shown only now:")
     click.echo(f"  AWS_ACCESS_KEY_ID={key.access_key_id}")
     click.echo(f"  AWS_SECRET_ACCESS_KEY={key.secret_access_key}")
@@ -103,7 +122,8 @@ def keys() -> None:
 def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_json: bool) -> None:
     """Create an access key bound to one organisation and one purpose.
 
-    The secret is printed once and stored encrypted.
+    The secret is printed once and stored encrypted; the creation is audited (never the
+    secret). This creates the data directory if there is none, and says so.
 
     \b
     Example:
@@ -112,7 +132,8 @@ def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_j
     from facegate.governance.identity import IdentityError
     from facegate.governance.keys import create_access_key
 
-    store, box, _ = open_data_dir(data_dir)
+    store, directory = creating_data_dir(data_dir)
+    box = secret_box(store, directory)
     try:
         key = create_access_key(store, box, name or f"{org}-{purpose}", org, purpose)
     except IdentityError as exc:
@@ -128,7 +149,7 @@ def create(org: str, purpose: str, name: str | None, data_dir: Path | None, as_j
 @click.option("--json", "as_json", is_flag=True)
 def list_keys(data_dir: Path | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    store, _, _ = open_data_dir(data_dir)
+    store, _ = existing_data_dir(data_dir)
     with store.reader() as tx:
         rows = [
             {"AccessKeyId": k.access_key_id, "Name": k.name, "Organization": k.owner, "Purpose": k.purpose,
@@ -146,9 +167,13 @@ def list_keys(data_dir: Path | None, as_json: bool) -> None:
 @click.argument("access_key_id")
 @data_dir_option
 def revoke(access_key_id: str, data_dir: Path | None) -> None:
-    """Revoke a key; it stops working at its next request."""
-    store, _, _ = open_data_dir(data_dir)
-    with store.transaction() as tx:
-        if not tx.revoke_access_key(access_key_id):
-            raise click.ClickException(f"no active key {access_key_id}")
+    """Revoke a key (audited); it stops working at its next request."""
+    from facegate.governance.identity import IdentityError
+    from facegate.governance.keys import revoke_access_key
+
+    store, _ = existing_data_dir(data_dir)
+    try:
+        revoke_access_key(store, access_key_id)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"revoked {access_key_id}")
