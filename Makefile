@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FACEGATE_TEST_FACES ?= $(abspath ../shared/faces)
 export FACEGATE_TEST_FACES
 
-.PHONY: serve test quick bench lint clean
+.PHONY: serve test quick fuzz bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,postgres]'
 	touch $(STAMP)
 
+# `make serve PORT=9000 DATA_DIR=/srv/facegate` (HOST=0.0.0.0 to listen beyond this machine).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DATA_DIR ?= $(or $(FACEGATE_DATA_DIR),./data)
 serve: $(STAMP)
-	$(BIN)/facegate serve
+	$(BIN)/facegate serve --host $(HOST) --port $(PORT) --data-dir "$(DATA_DIR)"
 
 # Everything, slow suites included; this is what CI runs.
 test: $(STAMP)
@@ -26,12 +30,22 @@ test: $(STAMP)
 quick: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
+# The long fuzz run of tests/test_fuzz.py (CI runs 2,000 requests of seed 9 in `make test`).
+# A new seed each time; it is printed first, and `make fuzz FACEGATE_FUZZ_SEED=N` replays it.
+FACEGATE_FUZZ_REQUESTS ?= 50000
+FACEGATE_FUZZ_SEED ?= $(shell date +%s)
+fuzz: $(STAMP)
+	FACEGATE_FUZZ_REQUESTS=$(FACEGATE_FUZZ_REQUESTS) FACEGATE_FUZZ_SEED=$(FACEGATE_FUZZ_SEED) \
+		$(BIN)/python -m pytest tests/test_fuzz.py -s
+
 # The peer pipeline (face_recognition) is a bench-only dependency; --no-deps because
 # dlib-bin already provides dlib and face_recognition would otherwise build dlib from source.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt face_recognition
 	$(BIN)/facegate bench engine --out benchmarks/results
 	$(BIN)/facegate bench server --out benchmarks/results
+	$(BIN)/facegate bench images --out benchmarks/results
+	$(BIN)/facegate bench load --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

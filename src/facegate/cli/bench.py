@@ -53,3 +53,55 @@ def server(faces_dir: Path, out_dir: Path) -> None:
     from facegate.bench.server_bench import run_server_bench
 
     _write(out_dir / "server.json", run_server_bench(faces_dir))
+
+
+@bench.command("images")
+@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Timed runs of each hostile case (the median is reported).")
+def images(faces_dir: Path, out_dir: Path, repeats: int) -> None:
+    """Time and memory of hostile images (huge, flat, strips, noise) vs a normal photo; writes image_limits.json.
+
+    \b
+    Example:
+      facegate bench images --faces ../shared/faces --out benchmarks/results
+    """
+    from facegate.bench.image_limits_bench import run_image_limits_bench
+
+    _write(out_dir / "image_limits.json", run_image_limits_bench(faces_dir, repeats))
+
+
+@bench.command("load")
+@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@click.option("--duration", default=300.0, show_default=True, type=click.FloatRange(min=1), help="Seconds of load.")
+@click.option("--clients", default=50, show_default=True, type=click.IntRange(1, 500), help="Concurrent boto3 clients (threads).")
+def load(faces_dir: Path, out_dir: Path, duration: float, clients: int) -> None:
+    """Many clients mixing IndexFaces, SearchFacesByImage, DetectFaces, ListFaces and DeleteFaces
+    against `facegate serve --workers 2`, then a consistency and audit check; writes load.json.
+
+    Fails (exit 1) on any error, lost or unacknowledged face, or audit count that differs
+    from the requests sent.
+
+    \b
+    Examples:
+      facegate bench load --out benchmarks/results
+      facegate bench load --duration 30 --clients 10      # a short run while developing
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from facegate.bench.load_bench import run_load_bench
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"load: {clients} clients", total=duration)
+
+        def progress(elapsed: float, requests: int, errors: int) -> None:
+            bar.update(task, completed=min(elapsed, duration),
+                       description=f"load: {clients} clients, {requests} requests ({requests / elapsed:.1f}/s), {errors} errors")
+
+        result = run_load_bench(faces_dir, duration, clients, progress)
+    _write(out_dir / "load.json", result)
+    if result["error_count"] or not result["consistency"]["consistent"] or not result["audit"]["equal"]:
+        raise click.ClickException("the load run had errors or inconsistencies; see load.json")

@@ -3,11 +3,15 @@
 ``FaceEngine`` composes the pluggable models; ``load_engine`` builds one per process per
 configuration and caches it, because loading the dlib models costs about a second and
 every model here is safe to share between threads.
+
+Models see a ``DecodedImage``'s working-resolution pixels; everything the engine returns
+(boxes, landmarks) is mapped back to the original image's pixels, the one place that does.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Callable, Sequence
 
@@ -18,13 +22,19 @@ from facegate.engine.calibration import SimilarityCalibration
 from facegate.engine.image import DecodedImage
 from facegate.engine.interfaces import FaceDetector, FaceEmbedder, LandmarkModel
 from facegate.engine.landmarks import rekognition_landmarks
+from facegate.engine.memory import return_free_memory
 from facegate.engine.pose import estimate_pose
 from facegate.engine.quality import measure_quality
-from facegate.engine.results import Face
+from facegate.engine.results import Detection, Face, PixelBox
 
 
 TIGHTER_CROP = 0.05
 """How much less padding the augmented second crop gets (dlib's padding is 0.25)."""
+
+TRIM_AFTER_PIXELS = 1_000_000
+"""After detecting on a working image of at least this many pixels, whose detector
+pyramids alone take tens of MB, freed memory is handed back to the OS at once (see
+``memory.py``); below it, the pages are small enough to leave for reuse."""
 
 
 class FaceEngine:
@@ -63,25 +73,31 @@ class FaceEngine:
         return f"{self.embedder.name}{augment}+l2/{self.detector.name}"
 
     def detect(self, image: DecodedImage, *, details: bool = True) -> list[Face]:
-        """Faces, largest first. With ``details``, also 68-point landmarks, pose and quality."""
+        """Faces, largest first, in the original image's pixels. With ``details``, also
+        68-point landmarks, pose and quality."""
         pixels = image.pixels
-        detections = sorted(self.detector.detect(pixels), key=lambda d: d.box.area, reverse=True)
+        height, width = pixels.shape[:2]
+        found = [d for d in self.detector.detect(pixels) if _on_image(d.box, width, height)]
+        sx, sy = image.scale
         faces = []
-        for detection in detections:
-            landmarks5 = self.alignment_landmarks.predict(pixels, detection.box)
+        for detection in sorted(found, key=lambda d: d.box.area, reverse=True):
+            landmarks5 = self.alignment_landmarks.predict(pixels, detection.box) / (sx, sy)
+            original = Detection(_scaled(detection.box, 1 / sx, 1 / sy), detection.score, detection.confidence)
             if details:
                 points68 = self.full_landmarks.predict(pixels, detection.box)
                 faces.append(
                     Face(
-                        detection=detection,
+                        detection=original,
                         landmarks5=landmarks5,
-                        landmarks=rekognition_landmarks(points68),
+                        landmarks=rekognition_landmarks(points68 / (sx, sy)),
                         pose=estimate_pose(points68),
                         quality=measure_quality(pixels, detection.box),
                     )
                 )
             else:
-                faces.append(Face(detection=detection, landmarks5=landmarks5, landmarks={}, pose=None, quality=None))
+                faces.append(Face(detection=original, landmarks5=landmarks5, landmarks={}, pose=None, quality=None))
+        if width * height >= TRIM_AFTER_PIXELS:
+            return_free_memory()
         return faces
 
     def embed(self, image: DecodedImage, faces: Sequence[Face]) -> np.ndarray:
@@ -101,9 +117,7 @@ class FaceEngine:
         size, padding = self.embedder.chip_size, self.embedder.chip_padding
         paddings = (padding, padding - TIGHTER_CROP) if self.augment else (padding,)
         crops = [
-            np.concatenate(
-                [face_chips(image.pixels, [(f.detection.box, f.landmarks5) for f in faces], size, p) for image, faces in items]
-            )
+            np.concatenate([face_chips(image.pixels, _working_shapes(image, faces), size, p) for image, faces in items])
             for p in paddings
         ]
         count = len(crops[0])
@@ -150,6 +164,32 @@ def load_engine(detector: str = "hog+mmod", embedder: str = "resnet", augment: b
         calibration=SimilarityCalibration.load(),
         augment=augment,
     )
+
+
+def _on_image(box: PixelBox, width: int, height: int) -> bool:
+    """Whether a detector's box is one the landmark models and the aligner can be given:
+    finite, at least a pixel wide and high, and overlapping the image (a plug-in detector
+    might return anything; dlib's shape predictor and chipper are native code)."""
+    edges = (box.left, box.top, box.right, box.bottom)
+    return (
+        all(math.isfinite(edge) for edge in edges)
+        and box.width >= 1.0
+        and box.height >= 1.0
+        and box.left < width
+        and box.top < height
+        and box.right > 0
+        and box.bottom > 0
+    )
+
+
+def _scaled(box: PixelBox, sx: float, sy: float) -> PixelBox:
+    return PixelBox(box.left * sx, box.top * sy, box.right * sx, box.bottom * sy)
+
+
+def _working_shapes(image: DecodedImage, faces: Sequence[Face]) -> list[tuple[PixelBox, np.ndarray]]:
+    """Each face's box and 5 landmarks, from the original's pixels back to the working image's."""
+    sx, sy = image.scale
+    return [(_scaled(f.detection.box, sx, sy), f.landmarks5 * (sx, sy)) for f in faces]
 
 
 def _load_embedder(name: str) -> FaceEmbedder:
