@@ -9,6 +9,14 @@ from pathlib import Path
 import click
 
 _DEFAULT_FACES = os.environ.get("FACEGATE_TEST_FACES", "../shared/faces")
+_faces_option = click.option(
+    "--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES,
+    show_default=True, help="The face photos (FACEGATE_TEST_FACES).",
+)
+_out_option = click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True,
+    help="Where the JSON results go.",
+)
 
 
 @click.group()
@@ -17,8 +25,8 @@ def bench() -> None:
 
 
 @bench.command("engine")
-@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@_faces_option
+@_out_option
 @click.option("--sample", default=300, show_default=True, help="Photos timed single-process for both pipelines.")
 def engine(faces_dir: Path, out_dir: Path, sample: int) -> None:
     """Engine throughput vs the face_recognition pipeline; writes engine.json.
@@ -41,8 +49,8 @@ def _write(path: Path, result: dict) -> None:
 
 
 @bench.command("server")
-@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@_faces_option
+@_out_option
 def server(faces_dir: Path, out_dir: Path) -> None:
     """SearchFacesByImage latency at 10k/100k faces and IndexFaces throughput; writes server.json.
 
@@ -56,8 +64,8 @@ def server(faces_dir: Path, out_dir: Path) -> None:
 
 
 @bench.command("images")
-@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@_faces_option
+@_out_option
 @click.option("--repeats", default=3, show_default=True, help="Timed runs of each hostile case (the median is reported).")
 def images(faces_dir: Path, out_dir: Path, repeats: int) -> None:
     """Time and memory of hostile images (huge, flat, strips, noise) vs a normal photo; writes image_limits.json.
@@ -72,8 +80,8 @@ def images(faces_dir: Path, out_dir: Path, repeats: int) -> None:
 
 
 @bench.command("load")
-@click.option("--faces", "faces_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=_DEFAULT_FACES, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@_faces_option
+@_out_option
 @click.option("--duration", default=300.0, show_default=True, type=click.FloatRange(min=1), help="Seconds of load.")
 @click.option("--clients", default=50, show_default=True, type=click.IntRange(1, 500), help="Concurrent boto3 clients (threads).")
 def load(faces_dir: Path, out_dir: Path, duration: float, clients: int) -> None:
