@@ -32,11 +32,17 @@ class PixelBox:
 
 @dataclass(frozen=True)
 class Detection:
-    """A detector's raw answer: the box, the detector's own score, and ``confidence`` on 0–100."""
+    """A detector's raw answer: the box, the detector's own score, and ``confidence`` on 0–100.
+
+    ``keypoints`` are the five points a detector such as YuNet finds with the box, in
+    pixels: eye centres, nose tip and mouth corners, each pair image-left first (the
+    ArcFace order). Empty when the detector gives none (dlib's).
+    """
 
     box: PixelBox
     score: float
     confidence: float
+    keypoints: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
