@@ -249,3 +249,20 @@ def test_every_request_is_audited_in_order_and_any_tampering_is_detected(server,
         assert done.returncode == 1, (kind, verdict)
         assert verdict["first_bad_seq"] == (len(rows) if kind == "truncated" else 6), (kind, verdict)
         shutil.rmtree(copy)
+
+
+def test_a_request_whose_policy_decision_crashes_is_still_audited(server, monkeypatch):
+    def broken_decision(*_args, **_kwargs):
+        raise RuntimeError("a bug in policy evaluation")
+
+    monkeypatch.setattr("facegate.governance.policy.Policies.decide", broken_decision)
+    with pytest.raises(ClientError) as excinfo:
+        server.client().list_faces(CollectionId="never-decided")
+    assert excinfo.value.response["Error"]["Code"] == "InternalServerError"
+    request_id = excinfo.value.response["ResponseMetadata"]["RequestId"]
+    monkeypatch.undo()
+    records = [json.loads(line) for line in cli(server, "audit", "export").stdout.splitlines()]
+    [record] = [r for r in records if r.get("request_id") == request_id]
+    assert (record["operation"], record["collection"], record["status"], record["error_type"], record["decision"]) == (
+        "ListFaces", "never-decided", 500, "InternalServerError", None
+    )

@@ -4,7 +4,7 @@ For every request: resolve the identity, look up the collection in the caller's 
 organisation, ask the Cedar packs, then run the service and record what happened. A
 write's audit record is committed inside the write's own transaction (through the
 store's ``before_commit`` hook); everything else gets its record right after. Denied
-and failed requests are recorded too.
+and failed requests are recorded too, including one that fails before a decision is reached.
 """
 
 from __future__ import annotations
@@ -50,11 +50,15 @@ class Gate:
             with store.transaction() as tx:
                 audit.append(tx, {**self._record(request, None), "status": 400, "error_type": error.code, "summary": {}})
             raise error
-        params = self._with_governance_defaults(request)
-        collection, tags, consent_valid = self._resource(request)
-        decision = self.policies.decide(
-            request.identity, request.operation, collection, tags, params, request.case_reference, consent_valid
-        )
+        try:
+            params = self._with_governance_defaults(request)
+            collection, tags, consent_valid = self._resource(request)
+            decision = self.policies.decide(
+                request.identity, request.operation, collection, tags, params, request.case_reference, consent_valid
+            )
+        except Exception as exc:  # no decision was reached, but the request still leaves its record
+            self._after([], self._record(request, None), *_failure(exc))
+            raise
         base = self._record(request, decision)
         if not decision.allowed:
             with store.transaction() as tx:
@@ -68,11 +72,8 @@ class Gate:
 
         try:
             result = self._run(request, params, record_with_write)
-        except exceptions.RekognitionError as exc:
-            self._after(written, base, exc.status, exc.code)
-            raise
-        except Exception:
-            self._after(written, base, 500, "InternalServerError")
+        except Exception as exc:
+            self._after(written, base, *_failure(exc))
             raise
         if not written:
             with store.transaction() as tx:
@@ -135,6 +136,13 @@ class Gate:
             "decision": None if decision is None else "allow" if decision.allowed else "deny",
             "policies": [] if decision is None else [str(p) for p in decision.policies],
         }
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and error type a client will see for ``exc``."""
+    if isinstance(exc, exceptions.RekognitionError):
+        return exc.status, exc.code
+    return 500, "InternalServerError"
 
 
 def _write_summary(tx: Transaction) -> dict[str, Any]:
