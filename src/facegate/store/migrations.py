@@ -87,7 +87,16 @@ def _v4_state_baseline(connection: Connection) -> None:
     })
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline]
+
+def _v5_faces_by_age(connection: Connection) -> None:
+    """An index on (collection, created_at), so the retention sweep reads only the faces
+    that are due instead of scanning every face (v1 creates it on new databases)."""
+    next(i for i in schema.faces.indexes if i.name == "ix_faces_created").create(connection, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age
+]
 
 
 def current_version(connection: Connection) -> int:

@@ -127,6 +127,7 @@ faces = Table(
     Index("ix_faces_external", "collection_pk", "external_image_id"),
     Index("ix_faces_user", "collection_pk", "user_id"),
     Index("ix_faces_fingerprint", "collection_pk", "image_fingerprint"),
+    Index("ix_faces_created", "collection_pk", "created_at"),  # v5: the retention sweep finds due faces by age
 )
 
 users = Table(

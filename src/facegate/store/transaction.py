@@ -226,12 +226,13 @@ class Transaction:
         )
         return [_face(r) for r in rows]
 
-    def faces_created_before(self, collection_pk: int, cutoff: float) -> list[FaceRecord]:
+    def face_ids_created_before(self, collection_pk: int, cutoff: float, limit: int) -> list[str]:
+        """Up to ``limit`` ids of faces created before ``cutoff`` (epoch seconds), oldest first."""
         f = schema.faces.c
         rows = self.connection.execute(
-            select(schema.faces).where(and_(f.collection_pk == collection_pk, f.created_at < cutoff))
+            select(f.face_id).where(and_(f.collection_pk == collection_pk, f.created_at < cutoff)).order_by(f.created_at).limit(limit)
         )
-        return [_face(r) for r in rows]
+        return [r.face_id for r in rows]
 
     def faces_with_external_id(self, owner: str, external_image_id: str) -> list[FaceRecord]:
         f, c = schema.faces.c, schema.collections.c

@@ -1,0 +1,58 @@
+"""The retention sweep deletes in small audited batches, found through an index on age."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from sqlalchemy import inspect
+
+from facegate.governance import audit
+from facegate.governance import retention
+from facegate.store.database import open_store, sqlite_url
+from facegate.store.migrations import migrate
+from facegate.store.records import FaceRecord
+
+DAY = 86_400.0
+
+
+def _faces(collection_pk: int, created_at: list[float]) -> list[FaceRecord]:
+    rng = np.random.default_rng(7)
+    return [
+        FaceRecord(str(uuid.uuid4()), collection_pk, str(uuid.uuid4()), None, None, (0.1, 0.1, 0.5, 0.5), 99.0,
+                   rng.standard_normal(128).astype(np.float32), "test-model", uuid.uuid4().hex, when)
+        for when in created_at
+    ]
+
+
+def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setattr(retention, "RETENTION_BATCH", 3)
+    store = open_store(sqlite_url(tmp_path))
+    now = 1_800_000_000.0
+    with store.transaction() as tx:
+        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
+        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        due = _faces(collection.pk, [now - 40 * DAY - i for i in range(7)])
+        kept = _faces(collection.pk, [now - 10 * DAY, now])
+        tx.insert_faces(due + kept)
+
+    records = retention.enforce_retention(store, now=now)
+
+    assert [r["summary"]["faces_deleted"] for r in records] == [3, 3, 1]
+    assert sorted(f for r in records for f in r["summary"]["face_ids"]) == sorted(f.face_id for f in due)
+    with store.reader() as tx:
+        assert {f.face_id for f in tx.list_faces(collection.pk, None, 100)} == {f.face_id for f in kept}
+        assert audit.verify(audit.stored_records(tx), audit.head(tx)).ok
+    assert store.index_disagreements() == []
+    store.close()
+
+
+def test_a_database_from_before_v5_gains_the_index_on_face_age(tmp_path):
+    store = open_store(sqlite_url(tmp_path))
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_faces_created")
+        connection.exec_driver_sql("UPDATE schema_version SET version = 4")
+    with store.engine.begin() as connection:
+        assert migrate(connection) == 5
+        assert "ix_faces_created" in {i["name"] for i in inspect(connection).get_indexes("faces")}
+    store.close()
