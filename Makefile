@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FACEGATE_TEST_FACES ?= $(abspath ../shared/faces)
 export FACEGATE_TEST_FACES
 
-.PHONY: serve test quick fuzz bench lint clean
+.PHONY: serve test quick fuzz bench lint clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,17 @@ DATA_DIR ?= $(or $(FACEGATE_DATA_DIR),./data)
 serve: $(STAMP)
 	$(BIN)/facegate serve --host $(HOST) --port $(PORT) --data-dir "$(DATA_DIR)"
 
+# The console's browser tests drive Debian's chromium through Playwright (whose own browser
+# download is not reachable, so `playwright install` is never run); installed once, as root.
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
 # Everything, slow suites included; this is what CI runs.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The edit loop: skips suites marked slow.
-quick: $(STAMP)
+quick: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 # The long fuzz run of tests/test_fuzz.py (CI runs 2,000 requests of seed 9 in `make test`).
@@ -46,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/facegate bench server --out benchmarks/results
 	$(BIN)/facegate bench images --out benchmarks/results
 	$(BIN)/facegate bench load --out benchmarks/results
+	$(BIN)/facegate bench console --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -53,7 +53,7 @@ def test_cli_creates_indexes_searches_and_deletes(aws, faces_dir, tmp_path):
         "--image-bytes", f"fileb://{lfw_photo(faces_dir, 'Colin_Powell', 2)}",
     )
     assert [m["Face"]["FaceId"] for m in found["FaceMatches"]] == [face_id]
-    detected = aws("detect-faces", "--image-bytes", f"fileb://{lfw_photo(faces_dir, 'Tony_Blair', 1)}")
+    detected = aws("detect-faces", "--image-bytes", f"fileb://{lfw_photo(faces_dir, 'Tony_Blair', 2)}")
     assert len(detected["FaceDetails"]) == 1
     assert aws("describe-collection", "--collection-id", "cli")["FaceCount"] == 1
     assert aws("delete-collection", "--collection-id", "cli")["StatusCode"] == 200

@@ -92,7 +92,7 @@ def test_index_search_and_delete_faces(client, faces_dir):
     (record,) = indexed["FaceRecords"]
     powell_id = record["Face"]["FaceId"]
     assert record["Face"]["ExternalImageId"] == "powell-1" and indexed["UnindexedFaces"] == []
-    blair = call(client, "IndexFaces", CollectionId="people", Image=photo(faces_dir, "Tony_Blair", 1))
+    blair = call(client, "IndexFaces", CollectionId="people", Image=photo(faces_dir, "Tony_Blair", 2))
     blair_id = blair["FaceRecords"][0]["Face"]["FaceId"]
 
     found = call(client, "SearchFacesByImage", CollectionId="people", Image=photo(faces_dir, "Colin_Powell", 2))
@@ -147,14 +147,14 @@ def test_list_faces_paginates_and_filters(client, faces_dir):
         token = page.get("NextToken")
         if not token:
             break
-    assert sorted(seen) == sorted(ids) and len(seen) == 5
+    assert sorted(seen) == sorted(ids) and len(seen) >= 5  # photo 1 also shows a second, smaller face
     assert [f["FaceId"] for f in call(client, "ListFaces", CollectionId="many", FaceIds=ids[:2])["Faces"]] == sorted(ids[:2])
 
 
 def test_users_associate_search_and_idempotency(client, faces_dir):
     call(client, "CreateCollection", CollectionId="users")
     powell = [client.index_faces(CollectionId="users", Image=photo(faces_dir, "Colin_Powell", n))["FaceRecords"][0]["Face"]["FaceId"] for n in (1, 2, 3)]
-    blair = client.index_faces(CollectionId="users", Image=photo(faces_dir, "Tony_Blair", 1))["FaceRecords"][0]["Face"]["FaceId"]
+    blair = client.index_faces(CollectionId="users", Image=photo(faces_dir, "Tony_Blair", 2))["FaceRecords"][0]["Face"]["FaceId"]
     call(client, "CreateUser", CollectionId="users", UserId="colin", ClientRequestToken="create-colin")
     call(client, "CreateUser", CollectionId="users", UserId="colin", ClientRequestToken="create-colin")  # a retry
     with pytest.raises(ClientError) as excinfo:

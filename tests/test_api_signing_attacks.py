@@ -110,7 +110,7 @@ def two_faces(server, faces_dir):
     client = server.client()
     client.create_collection(CollectionId="two-faces")
     return [
-        client.index_faces(CollectionId="two-faces", Image={"Bytes": lfw_photo(faces_dir, name).read_bytes()})["FaceRecords"][0]["Face"]["FaceId"]
+        client.index_faces(CollectionId="two-faces", Image={"Bytes": lfw_photo(faces_dir, name).read_bytes()}, MaxFaces=1)["FaceRecords"][0]["Face"]["FaceId"]
         for name in ("Colin_Powell", "Tony_Blair")
     ]
 

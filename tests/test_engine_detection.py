@@ -12,15 +12,15 @@ from facegate.engine.dlib_detectors import hog_confidence, upsample_for
 from facegate.engine.dlib_landmarks import sixty_eight_point_model
 from facegate.engine.image import decode_image
 from facegate.engine.landmarks import LANDMARK_TYPES
-from facegate.engine.pipeline import load_engine
+from facegate.engine.face_models import FACE_MODELS, load_engine
 from facegate.engine.quality import measure_quality
 from facegate.evaluate.detection import read_imglab, score_detections
 from tests.support.photos import encode, lfw_photo
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine()
+@pytest.fixture(scope="module", params=sorted(FACE_MODELS))
+def engine(request):
+    return load_engine(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +97,22 @@ def test_every_rekognition_landmark_type_is_reported_in_anatomical_order(engine,
     assert marks["upperJawlineLeft"][0] < marks["midJawlineLeft"][0] < marks["chinBottom"][0]
 
 
+ROLL_TOLERANCE = {"dlib": 4.0, "sface": 8.0}
+"""Degrees. YuNet's keypoints follow an in-plane turn of the head only in part (a 15° turn
+moves their eye line by a median 6°; the same in OpenCV's own FaceDetectorYN), so the
+five-point roll understates tilt; see tests/test_five_point_landmarks.py."""
+
+PITCH_TOLERANCE = {"dlib": 3.0, "sface": 7.0}
+"""Degrees. Five points barely constrain pitch (it correlates 0.26 with the 68-point
+estimate), so a mirrored photo's pitch may move by several degrees."""
+
+
 def test_mirroring_a_face_flips_yaw_and_roll_but_not_pitch(engine, portrait):
     pose = engine.detect(portrait)[0].pose
     mirrored = engine.detect(decode_image(encode(Image.fromarray(portrait.pixels[:, ::-1]), "PNG")))[0].pose
-    assert abs(pose.yaw + mirrored.yaw) < 3 and abs(pose.roll + mirrored.roll) < 3
-    assert abs(pose.pitch - mirrored.pitch) < 3
+    tolerance = ROLL_TOLERANCE[engine.name]
+    assert abs(pose.yaw + mirrored.yaw) < tolerance and abs(pose.roll + mirrored.roll) < tolerance
+    assert abs(pose.pitch - mirrored.pitch) < PITCH_TOLERANCE[engine.name]
 
 
 def test_rotating_the_image_clockwise_increases_roll_by_that_angle(engine, portrait):
@@ -109,7 +120,7 @@ def test_rotating_the_image_clockwise_increases_roll_by_that_angle(engine, portr
     # PIL rotates counter-clockwise for positive angles.
     turned = Image.fromarray(portrait.pixels).rotate(-15, resample=Image.Resampling.BILINEAR, fillcolor=(128, 128, 128))
     after = engine.detect(decode_image(encode(turned, "PNG")))[0].pose.roll
-    assert abs((after - before) - 15) < 4
+    assert abs((after - before) - 15) < ROLL_TOLERANCE[engine.name]
 
 
 def test_blur_lowers_sharpness_and_darkening_lowers_brightness(engine, portrait):

@@ -10,13 +10,13 @@ import pytest
 
 from facegate.engine.calibration import SimilarityCalibration
 from facegate.engine.image import decode_image
-from facegate.engine.pipeline import load_engine
+from facegate.engine.face_models import FACE_MODELS, load_engine
 from tests.support.photos import lfw_photo
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine()
+@pytest.fixture(scope="module", params=sorted(FACE_MODELS))
+def engine(request):
+    return load_engine(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -64,24 +64,27 @@ def test_an_image_with_no_faces_embeds_to_nothing(engine, faces_dir):
     assert engine.embed(image, []).shape == (0, 128)
 
 
-def test_similarity_is_monotone_decreasing_and_bounded():
-    calibration = SimilarityCalibration.load()
+def test_similarity_is_monotone_decreasing_and_bounded(engine):
+    calibration = engine.calibration
     similarity = calibration.similarity(np.linspace(0, 2, 500))
-    assert np.all(np.diff(similarity) < 0)
+    assert np.all(np.diff(similarity) <= 0)
+    unsaturated = (similarity > 1e-6) & (similarity < 100 - 1e-6)  # float64 rounds the tails to 0 and 100
+    assert unsaturated.sum() > 50 and np.all(np.diff(similarity[unsaturated]) < 0)
     assert similarity.max() <= 100 and similarity.min() >= 0
 
 
 @pytest.mark.parametrize("threshold", [50.0, 80.0, 90.0, 95.0, 99.0])
-def test_distance_for_inverts_similarity(threshold):
-    calibration = SimilarityCalibration.load()
+def test_distance_for_inverts_similarity(engine, threshold):
+    calibration = engine.calibration
     assert calibration.similarity(calibration.distance_for(threshold)) == pytest.approx(threshold)
 
 
-def test_shipped_calibration_carries_its_provenance_and_measured_rates():
-    data = json.loads(resources.files("facegate.engine").joinpath("calibration.json").read_text())
+@pytest.mark.parametrize("model", sorted(FACE_MODELS))
+def test_each_model_ships_a_calibration_fitted_on_it_with_its_measured_rates(model):
+    data = json.loads(resources.files("facegate.engine").joinpath(f"calibration-{model}.json").read_text())
     measured = data["provenance"]["measured_on_fit_pairs"]
     assert set(measured["fmr"]) == set(measured["fnmr"]) == {"80", "90", "95", "99"}
-    assert data["provenance"]["model_version"] == load_engine().model_version
+    assert data["provenance"]["model_version"] == FACE_MODELS[model].version
     assert measured["accuracy"] >= 0.99
 
 

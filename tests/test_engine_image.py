@@ -11,7 +11,7 @@ from PIL import Image
 
 from facegate.engine.errors import ImageTooLarge, ImageTooSmall, InvalidImageFormat
 from facegate.engine.image import MAX_IMAGE_BYTES, decode_image
-from facegate.engine.pipeline import load_engine
+from facegate.engine.face_models import load_engine
 from tests.support.photos import encode, lfw_photo
 
 

@@ -7,23 +7,23 @@ import threading
 import numpy as np
 import pytest
 
-from facegate.engine.align import face_chips
+from facegate.engine.align import DlibChipAligner
 from facegate.engine.dlib_embedder import DlibResNetEmbedder
 from facegate.engine.image import decode_image
-from facegate.engine.pipeline import load_engine
+from facegate.engine.face_models import load_engine
 from facegate.engine.resnet import ResNetDescriptor
 
 
 @pytest.fixture(scope="module")
 def chips(faces_dir):
-    engine = load_engine()
+    engine = load_engine("dlib")
     out = []
     for person in sorted((faces_dir / "lfw_erstrong").iterdir())[:40]:
         for photo in sorted(person.glob("*.jpg"))[:1]:
             image = decode_image(photo.read_bytes())
             faces = engine.detect(image, details=False)
             if faces:
-                out.append(face_chips(image.pixels, [(faces[0].detection.box, faces[0].landmarks5)], 150, 0.25)[0])
+                out.append(DlibChipAligner(150, 0.25).chips(image.pixels, [(faces[0].detection.box, faces[0].landmarks5)])[0])
     assert len(out) >= 20
     return np.stack(out[:20])
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from facegate.cli.main import cli
 from facegate.engine.calibration import SimilarityCalibration
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, FACE_MODELS
 from tests.support.photos import lfw_photo
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "David_Beckham", "Silvio_Berlusconi", "Jennifer_Capriati"]
@@ -93,8 +94,12 @@ def test_verification_fits_a_calibration_that_every_command_can_then_use(small_l
     fitted = tmp_path / "calibration.json"
     report = run("evaluate", "verification", str(small_lfw), "--json", "--fit-calibration", str(fitted))
     written = json.loads(fitted.read_text())
-    assert written["slope"] == report["calibration"]["slope"] != SimilarityCalibration.load().slope
+    model = FACE_MODELS[DEFAULT_FACE_MODEL]
+    assert written["slope"] == report["calibration"]["slope"] != SimilarityCalibration.load(model.name, model.version).slope
     assert written["provenance"]["fitted_on"] == str(small_lfw) and written["provenance"]["genuine_pairs"] == 18
     assert written["provenance"]["measured_on_fit_pairs"]["at_similarity"] == report["at_similarity"]
+    assert written["provenance"]["model_version"] == model.version
     monkeypatch.setenv("FACEGATE_CALIBRATION", str(fitted))
-    assert SimilarityCalibration.load().midpoint == written["midpoint"]
+    assert SimilarityCalibration.load(model.name, model.version).midpoint == written["midpoint"]
+    other = FACE_MODELS["dlib"]  # a calibration only applies to the model it was fitted on
+    assert SimilarityCalibration.load(other.name, other.version).midpoint != written["midpoint"]

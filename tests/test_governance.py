@@ -142,7 +142,7 @@ def test_policy_test_explains_a_decision(server):
 def test_retention_enforce_deletes_expired_faces_and_audits_each(server, faces_dir):
     keeper = client_for(server, owner="gym", sector="commercial", purpose="access_control")
     keeper.create_collection(CollectionId="members", Tags={"facegate:retention-days": "30"})
-    old = keeper.index_faces(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 1))["FaceRecords"][0]["Face"]["FaceId"]
+    old = keeper.index_faces(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 3))["FaceRecords"][0]["Face"]["FaceId"]
     new = keeper.index_faces(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 2))["FaceRecords"][0]["Face"]["FaceId"]
     with server.facegate.store.engine.begin() as connection:  # age one face past 30 days
         connection.exec_driver_sql("UPDATE faces SET created_at = ? WHERE face_id = ?", (time.time() - 31 * 86400, old))
@@ -151,7 +151,7 @@ def test_retention_enforce_deletes_expired_faces_and_audits_each(server, faces_d
     records = [json.loads(line) for line in cli(server, "audit", "export").stdout.splitlines()]
     sweep = [r for r in records if r["operation"] == "facegate:RetentionDelete" and r["collection"] == "members"]
     assert sweep and sweep[-1]["summary"]["face_ids"] == [old]
-    assert keeper.search_faces_by_image(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 1), FaceMatchThreshold=99)["FaceMatches"][0]["Face"]["FaceId"] == new
+    assert keeper.search_faces_by_image(CollectionId="members", Image=photo(faces_dir, "Tony_Blair", 2), FaceMatchThreshold=99)["FaceMatches"][0]["Face"]["FaceId"] == new
 
 
 def test_consent_required_collections_need_a_live_consent_record(server, faces_dir):

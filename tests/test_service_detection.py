@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegate.engine.pipeline import load_engine
+from facegate.engine.face_models import FACE_MODELS, load_engine
 from facegate.service import exceptions
 from facegate.service.detection import compare_faces, detect_faces
 from tests.support.photos import encode, lfw_photo
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine()
+@pytest.fixture(scope="module", params=sorted(FACE_MODELS))
+def engine(request):
+    return load_engine(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def powell_again(faces_dir):
 
 @pytest.fixture(scope="module")
 def someone_else(faces_dir):
-    return {"Bytes": lfw_photo(faces_dir, "Tony_Blair", 1).read_bytes()}
+    return {"Bytes": lfw_photo(faces_dir, "Tony_Blair", 2).read_bytes()}
 
 
 def test_default_attributes_give_five_landmarks_pose_and_quality(engine, powell):
@@ -52,8 +52,8 @@ def test_an_image_without_faces_has_no_face_details(engine):
     assert detect_faces(engine, {"Image": blank}) == {"FaceDetails": []}
 
 
-def test_s3_images_are_refused_because_facegate_is_offline(engine):
-    with pytest.raises(exceptions.InvalidS3ObjectException, match="offline"):
+def test_s3_images_are_refused_when_no_store_is_configured(engine):
+    with pytest.raises(exceptions.InvalidS3ObjectException, match="no S3-compatible store is configured"):
         detect_faces(engine, {"Image": {"S3Object": {"Bucket": "b", "Name": "k.jpg"}}})
 
 

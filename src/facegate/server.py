@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from facegate.api.app import RequestContext, create_app
 from facegate.api.sigv4 import Caller
-from facegate.engine.pipeline import FaceEngine, load_engine
+from facegate.console.app import create_console
+from facegate.engine.face_models import configured_face_model, load_engine
+from facegate.engine.pipeline import FaceEngine
 from facegate.governance.gate import Gate, Request
 from facegate.governance.identity import resolve
 from facegate.governance.keys import secret_lookup
@@ -27,6 +30,7 @@ from facegate.governance.policy import Policies
 from facegate.governance.rejections import Rejection, RejectionLog
 from facegate.service.context import Service
 from facegate.store.database import Store, open_store, sqlite_url
+from facegate.store.s3_objects import NO_OBJECT_STORE, ObjectReader, configured_reader
 from facegate.store.secrets import SecretBox
 
 
@@ -38,6 +42,8 @@ def default_data_dir() -> Path:
 
 
 DATABASE_URL_VARIABLE = "FACEGATE_DATABASE_URL"
+REPORTS_DIR_VARIABLE = "FACEGATE_REPORTS_DIR"
+"""Where the console's accuracy page finds ``facegate evaluate`` reports (default ./reports)."""
 
 
 def configured_database_url(data_dir: Path) -> str:
@@ -55,16 +61,25 @@ class Facegate:
     store: Store
     secrets: SecretBox
     engine: FaceEngine
+    objects: ObjectReader = NO_OBJECT_STORE
 
     @classmethod
-    def open(cls, data_dir: Path, engine: FaceEngine | None = None, database_url: str | None = None) -> "Facegate":
+    def open(
+        cls, data_dir: Path, engine: FaceEngine | None = None, database_url: str | None = None,
+        objects: ObjectReader | None = None,
+    ) -> "Facegate":
+        """``objects``: where ``S3Object`` images are read from; by default the store that
+        ``$FACEGATE_S3_ENDPOINT_URL`` names (``store/s3_objects.py``), else none."""
         data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(database_url or configured_database_url(data_dir))
-        return cls(data_dir, store, SecretBox.for_data_dir(data_dir), engine or load_engine())
+        return cls(
+            data_dir, store, SecretBox.for_data_dir(data_dir), engine or load_engine(configured_face_model()),
+            objects or configured_reader(),
+        )
 
     @property
     def gate(self) -> Gate:
-        return Gate(Service(self.engine, self.store), Policies(self.store, self.data_dir / "packs"))
+        return Gate(Service(self.engine, self.store, self.objects), Policies(self.store, self.data_dir / "packs"))
 
     def app(self) -> Starlette:
         gate = self.gate
@@ -86,4 +101,7 @@ class Facegate:
             with rejections.flushing():  # repeat counts reach the audit log every window, and at shutdown
                 yield
 
-        return create_app(handle, secret_lookup(self.store, self.secrets), rejections.record, lifespan)
+        console, _ = create_console(self.store, self.secrets, self.data_dir, rejections.record,
+                                    Path(os.environ.get(REPORTS_DIR_VARIABLE, "reports")))
+        return create_app(handle, secret_lookup(self.store, self.secrets), rejections.record, lifespan,
+                          [Mount("/console", console)])

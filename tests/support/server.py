@@ -14,6 +14,7 @@ from facegate.bench.local_server import serving
 from facegate.governance.identity import create_organization
 from facegate.governance.keys import NewAccessKey, create_access_key
 from facegate.server import Facegate
+from facegate.store.s3_objects import ObjectReader
 
 
 @dataclass
@@ -47,9 +48,12 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(data_dir: Path, database_url: str | None = None) -> Iterator[RunningServer]:
-    """``database_url``: another database than the data directory's SQLite file (PostgreSQL)."""
-    facegate = Facegate.open(data_dir, database_url=database_url)
+def running_server(
+    data_dir: Path, database_url: str | None = None, objects: ObjectReader | None = None
+) -> Iterator[RunningServer]:
+    """``database_url``: another database than the data directory's SQLite file (PostgreSQL);
+    ``objects``: the S3-compatible store ``S3Object`` media is read from (default: the environment's)."""
+    facegate = Facegate.open(data_dir, database_url=database_url, objects=objects)
     try:
         with serving(facegate.app()) as endpoint:
             yield RunningServer(facegate, endpoint, create_access_key(facegate.store, facegate.secrets, "tests"))

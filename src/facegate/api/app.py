@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
 from facegate.api import sigv4
@@ -82,8 +82,10 @@ def create_app(
     secret_for: Callable[[str], str | None],
     on_rejection: Reject | None = None,
     lifespan: Lifespan[Starlette] | None = None,
+    mounts: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """``on_rejection`` None records nothing (a test of the wire alone)."""
+    """``on_rejection`` None records nothing (a test of the wire alone). ``mounts`` are other
+    front doors under their own paths (the console at ``/console``): not Rekognition requests."""
 
     async def rejected(
         request: Request, request_id: str, error: RekognitionError, status: int | None = None, headers: dict[str, str] | None = None
@@ -162,7 +164,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     return Starlette(
-        routes=[Route("/", rekognition, methods=["POST"]), Route("/health", health, methods=["GET"])],
+        routes=[Route("/", rekognition, methods=["POST"]), Route("/health", health, methods=["GET"]), *mounts],
         exception_handlers={HTTPException: not_routed},
         lifespan=lifespan,
     )

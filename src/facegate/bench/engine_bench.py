@@ -1,6 +1,7 @@
-"""Engine throughput against the peer pipeline, on the same photos in the same run.
+"""Engine throughput of every face model against the peer pipeline, on the same photos
+in the same run.
 
-Both pipelines do the same job per photo: decode, detect, landmark, describe. The
+The pipelines do the same job per photo: decode, detect, landmark, describe. The
 baseline is measured twice, as its README uses it (one process) and on both cores (two
 processes), so the reported ratios separate "faster per core" from "uses more cores".
 Accuracy on the LFW development pairs is measured for both, so speed is never bought
@@ -20,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from facegate.bench.peer import peer_describe
-from facegate.engine.pipeline import load_engine
-from facegate.evaluate.describe import EngineChoice, describe_photos, map_photos
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, FACE_MODELS, load_engine
+from facegate.evaluate.describe import describe_photos, map_photos
 from facegate.evaluate.lfw_pairs import read_pairs
 from facegate.evaluate.stats import kfold_accuracy
 
@@ -44,39 +45,46 @@ def _lfw_accuracy(descriptors: dict[str, np.ndarray | None], pairs: Sequence[Any
 
 
 def run_engine_bench(faces_dir: Path, single_process_sample: int = 300, seed: int = 0) -> dict[str, Any]:
-    """Images per second for facegate (both cores) and the peer (1 and 2 processes)."""
+    """Images per second for each face model (all cores and one process) and for the peer
+    (1 and all processes), with ratios of each model against the peer."""
     lfw = faces_dir / "lfw_erstrong"
     pairs = read_pairs(lfw / "_labels" / "pairs.txt")
     photos = sorted({p for pair in pairs for p in (pair.path_a, pair.path_b)})
     paths = [str(lfw / p) for p in photos]
     cores = os.cpu_count() or 1
-    choice = EngineChoice()
-    load_engine(choice.detector, choice.embedder, choice.augment)
-
-    ours, ours_seconds = _timed(lambda: describe_photos(paths, choice, policy="center", workers=cores, label="facegate"))
-    peer, peer_seconds = _timed(lambda: map_photos(peer_describe, paths, workers=cores, label="peer, all cores"))
     sample = random.Random(seed).sample(paths, min(single_process_sample, len(paths)))
-    _, peer_single_seconds = _timed(lambda: map_photos(peer_describe, sample, workers=1, label="peer, 1 process"))
-    _, ours_single_seconds = _timed(
-        lambda: describe_photos(sample, choice, policy="center", workers=1, label="facegate, 1 process")
-    )
 
-    ours_rate = len(paths) / ours_seconds
+    peer, peer_seconds = _timed(lambda: map_photos(peer_describe, paths, workers=cores, label="peer, all cores"))
+    _, peer_single_seconds = _timed(lambda: map_photos(peer_describe, sample, workers=1, label="peer, 1 process"))
     peer_rate = len(paths) / peer_seconds
     peer_readme_rate = len(sample) / peer_single_seconds
-    ours_single_rate = len(sample) / ours_single_seconds
+    models = {}
+    for name in FACE_MODELS:
+        load_engine(name)
+        ours, ours_seconds = _timed(
+            lambda: describe_photos(paths, name, policy="center", workers=cores, label=f"facegate {name}")
+        )
+        _, ours_single_seconds = _timed(
+            lambda: describe_photos(sample, name, policy="center", workers=1, label=f"facegate {name}, 1 process")
+        )
+        ours_rate, ours_single_rate = len(paths) / ours_seconds, len(sample) / ours_single_seconds
+        models[name] = {
+            "model_version": load_engine(name).model_version,
+            "images_per_second_all_cores": ours_rate,
+            "images_per_second_one_process": ours_single_rate,
+            "lfw_accuracy": _lfw_accuracy({p: d.descriptor for p, d in zip(photos, ours)}, pairs),
+            "photos_without_face": sum(d.descriptor is None for d in ours),
+            "ratio_vs_peer_as_readme": ours_rate / peer_readme_rate,
+            "ratio_vs_peer_same_cores": ours_rate / peer_rate,
+            "ratio_per_core": ours_single_rate / peer_readme_rate,
+        }
     return {
         "photos": len(paths),
         "dataset": "LFW development pairs (folds 1-4), every photo they name",
         "cores": cores,
         "machine": platform.processor() or platform.machine(),
-        "facegate": {
-            "model_version": load_engine(choice.detector, choice.embedder, choice.augment).model_version,
-            "images_per_second_all_cores": ours_rate,
-            "images_per_second_one_process": ours_single_rate,
-            "lfw_accuracy": _lfw_accuracy({p: d.descriptor for p, d in zip(photos, ours)}, pairs),
-            "photos_without_face": sum(d.descriptor is None for d in ours),
-        },
+        "default_face_model": DEFAULT_FACE_MODEL,
+        "face_models": models,
         "peer": {
             "pipeline": "face_recognition.face_encodings(load_image_file(path)): HOG upsample 1, model='small', 1 jitter",
             "images_per_second_one_process_as_readme": peer_readme_rate,
@@ -85,7 +93,4 @@ def run_engine_bench(faces_dir: Path, single_process_sample: int = 300, seed: in
             "photos_without_face": sum(d is None for d in peer),
         },
         "single_process_sample": len(sample),
-        "ratio_vs_peer_as_readme": ours_rate / peer_readme_rate,
-        "ratio_vs_peer_same_cores": ours_rate / peer_rate,
-        "ratio_per_core": ours_single_rate / peer_readme_rate,
     }

@@ -83,9 +83,9 @@ def _peak_rss_mb() -> float:
 def _analyse(data: bytes) -> int:
     """IndexFaces' engine work on one image; returns how many faces it found."""
     from facegate.engine.image import decode_image
-    from facegate.engine.pipeline import load_engine
+    from facegate.engine.face_models import configured_face_model, load_engine
 
-    engine = load_engine()
+    engine = load_engine(configured_face_model())
     image = decode_image(data)
     faces = engine.detect(image)
     engine.embed(image, faces)

@@ -113,3 +113,26 @@ def load(faces_dir: Path, out_dir: Path, duration: float, clients: int) -> None:
     _write(out_dir / "load.json", result)
     if result["error_count"] or not result["consistency"]["consistent"] or not result["audit"]["equal"]:
         raise click.ClickException("the load run had errors or inconsistencies; see load.json")
+
+
+@bench.command("console")
+@_out_option
+@click.option("--records", default=1_000_000, show_default=True, type=click.IntRange(1000), help="Audit records in the log.")
+@click.option("--repeats", default=15, show_default=True, type=click.IntRange(1), help="Timed requests per page.")
+def console(out_dir: Path, records: int, repeats: int) -> None:
+    """Every console page's latency over HTTP with a million audit records (budget 300 ms at
+    p95), plus the first index and audit verify of that log; writes console.json.
+
+    Fails (exit 1) when any page's p95 is over budget.
+
+    \b
+    Examples:
+      facegate bench console --out benchmarks/results
+      facegate bench console --records 50000 --repeats 5     # a short run while developing
+    """
+    from facegate.bench.console_bench import run_console_bench
+
+    result = run_console_bench(records, repeats)
+    _write(out_dir / "console.json", result)
+    if not result["all_pages_within_budget"]:
+        raise click.ClickException(f"a console page is over {result['budget_ms']:.0f} ms at p95; see console.json")

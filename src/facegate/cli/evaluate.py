@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import click
 
-from facegate.engine.pipeline import load_engine
-from facegate.evaluate.describe import EngineChoice
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, FACE_MODELS, load_engine
 
 _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+_face_model = click.option(
+    "--face-model", type=click.Choice(sorted(FACE_MODELS)), default=DEFAULT_FACE_MODEL, show_default=True,
+    help="Which face model to measure (the default is the one `facegate serve` uses).",
+)
 
 
 @click.group()
@@ -23,13 +27,13 @@ def evaluate() -> None:
 @click.argument("pairs_file", type=_existing_file)
 @click.argument("images_dir", type=_existing_dir)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (pairs, folds, accuracy, fmr, fnmr, ...).")
-@click.option("--detector", type=click.Choice(["hog+mmod", "hog", "mmod"]), default="hog+mmod", show_default=True)
+@_face_model
 @click.option(
     "--fit-calibration",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also fit the distance-to-similarity calibration on these pairs and write it here.",
 )
-def lfw(pairs_file: Path, images_dir: Path, as_json: bool, detector: str, fit_calibration: Path | None) -> None:
+def lfw(pairs_file: Path, images_dir: Path, as_json: bool, face_model: str, fit_calibration: Path | None) -> None:
     """k-fold verification accuracy on an LFW-format pairs file.
 
     PAIRS_FILE starts with "folds<TAB>pairs_per_class"; photos are read from
@@ -42,9 +46,8 @@ def lfw(pairs_file: Path, images_dir: Path, as_json: bool, detector: str, fit_ca
     """
     from facegate.evaluate.lfw import describe_lfw, lfw_report
 
-    choice = EngineChoice(detector=detector)
-    engine = load_engine(choice.detector, choice.embedder, choice.augment)
-    result = describe_lfw(pairs_file, images_dir, choice)
+    engine = load_engine(face_model)
+    result = describe_lfw(pairs_file, images_dir, face_model)
     calibration = engine.calibration
     if fit_calibration is not None:
         from facegate.evaluate.calibration_fit import fit_calibration_from_pairs
@@ -71,7 +74,8 @@ def lfw(pairs_file: Path, images_dir: Path, as_json: bool, detector: str, fit_ca
 @click.argument("labels_tsv", type=_existing_file)
 @click.option("--by", default="race,gender", show_default=True, help="Attribute columns that form the groups.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object keyed by group.")
-def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool) -> None:
+@_face_model
+def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool, face_model: str) -> None:
     """Detection recall and precision per demographic group, on single-face crops.
 
     Every labelled photo under DATASET_DIR must hold exactly one face (as UTKFace's
@@ -89,7 +93,7 @@ def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool) -> No
     photos = [p for p in read_labels(labels_tsv, under=dataset_dir) if all(c in p.attributes for c in columns)]
     paths = [str(p.path) for p in photos]
     groups = {str(p.path): "×".join(p.attributes[c] for c in columns) for p in photos}
-    counts = map_photos(count_faces, paths, label="detecting")
+    counts = map_photos(functools.partial(count_faces, model=face_model), paths, label="detecting")
     rates = detection_rates_by_group(list(zip(paths, counts)), groups)
     if as_json:
         click.echo(json.dumps({"groups_by": columns, "groups": rates}, indent=2))
@@ -102,7 +106,8 @@ def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool) -> No
 @click.argument("imglab_xml", type=_existing_file)
 @click.argument("images_dir", type=_existing_dir)
 @click.option("--json", "as_json", is_flag=True)
-def boxes(imglab_xml: Path, images_dir: Path, as_json: bool) -> None:
+@_face_model
+def boxes(imglab_xml: Path, images_dir: Path, as_json: bool, face_model: str) -> None:
     """Detection recall and precision against hand-labelled boxes (dlib imglab XML).
 
     \b
@@ -113,7 +118,7 @@ def boxes(imglab_xml: Path, images_dir: Path, as_json: bool) -> None:
     from facegate.engine.image import decode_image
     from facegate.evaluate.detection import read_imglab, score_detections
 
-    engine = load_engine()
+    engine = load_engine(face_model)
     labelled = detected = hits = 0
     for photo in read_imglab(imglab_xml, images_dir):
         faces = engine.detect(decode_image(photo.path.read_bytes()), details=False)
@@ -145,9 +150,10 @@ def _emit(report: dict, as_json: bool, summary: str) -> None:
     help="Fit the distance-to-similarity calibration on these pairs, score with it, and write it here "
          "(apply it with FACEGATE_CALIBRATION=FILE).",
 )
+@_face_model
 def verification(
     dataset_dir: Path, pairs_file: Path | None, max_genuine: int, impostors: int, seed: int, as_json: bool,
-    out_dir: Path | None, calibration_out: Path | None,
+    out_dir: Path | None, calibration_out: Path | None, face_model: str,
 ) -> None:
     """1:1 verification error rates on a folder-per-identity photo set.
 
@@ -165,7 +171,7 @@ def verification(
     from facegate.evaluate.verification import verification_report
 
     report, scores, calibration = verification_report(
-        dataset_dir, pairs_file, max_genuine, impostors, seed, fit_calibration=calibration_out is not None
+        dataset_dir, pairs_file, max_genuine, impostors, seed, fit_calibration=calibration_out is not None, model=face_model
     )
     if out_dir is not None:
         write_verification_report(report, scores, out_dir)
@@ -185,7 +191,10 @@ def verification(
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report (a `groups` list) as JSON.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and plots here.")
-def demographics(dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, seed: int, as_json: bool, out_dir: Path | None) -> None:
+@_face_model
+def demographics(
+    dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, seed: int, as_json: bool, out_dir: Path | None, face_model: str
+) -> None:
     """Per-group detection failures, FMR and FNMR at one global threshold, with NIST-style ratios.
 
     LABELS_TSV has a `path` column (relative to the TSV's folder) and attribute columns;
@@ -199,7 +208,7 @@ def demographics(dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, 
     from facegate.evaluate.report import write_demographics_report
 
     try:
-        report, scores = demographics_report(dataset_dir, labels_tsv, impostors_per_group, seed=seed)
+        report, scores = demographics_report(dataset_dir, labels_tsv, impostors_per_group, seed=seed, model=face_model)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if out_dir is not None:
@@ -217,7 +226,10 @@ def demographics(dataset_dir: Path, labels_tsv: Path, impostors_per_group: int, 
 @click.option("--threads", default=2, show_default=True, help="Concurrent searches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and plots here.")
-def identification(gallery_dir: Path, probes_dir: Path, distractors_dir: Path | None, threads: int, as_json: bool, out_dir: Path | None) -> None:
+@_face_model
+def identification(
+    gallery_dir: Path, probes_dir: Path, distractors_dir: Path | None, threads: int, as_json: bool, out_dir: Path | None, face_model: str
+) -> None:
     """1:N identification through IndexFaces and SearchFacesByImage on a throwaway instance.
 
     Enrols one photo per identity folder of GALLERY_DIR, then searches with every other
@@ -233,7 +245,7 @@ def identification(gallery_dir: Path, probes_dir: Path, distractors_dir: Path | 
     from facegate.evaluate.report import write_identification_report
 
     try:
-        report, searches = identification_report(gallery_dir, probes_dir, distractors_dir, threads)
+        report, searches = identification_report(gallery_dir, probes_dir, distractors_dir, threads, model=face_model)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if out_dir is not None:

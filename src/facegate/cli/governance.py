@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import sys
 import time
@@ -68,6 +66,37 @@ def orgs_list(data_dir: Path | None, as_json: bool) -> None:
     with store.reader() as tx:
         rows = [{"Name": o.name, "Sector": o.sector, "Flags": list(o.flags)} for o in tx.list_organizations()]
     click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(f"{r['Name']}\t{r['Sector']}\t{','.join(r['Flags'])}" for r in rows))
+
+
+@orgs.command("s3-buckets")
+@click.argument("name")
+@click.option("--allow", multiple=True, help="A bucket the organisation may name in S3Object (repeatable); * for every bucket.")
+@click.option("--remove", multiple=True, help="A bucket to take off its list (repeatable).")
+@_data_dir
+@click.option("--json", "as_json", is_flag=True)
+def orgs_s3_buckets(name: str, allow: tuple[str, ...], remove: tuple[str, ...], data_dir: Path | None, as_json: bool) -> None:
+    """Show or change which S3 buckets an organisation's keys may have facegate read
+    (audited). facegate reads S3Object images with its own S3 credentials, so each
+    organisation may name only the buckets allowed here; none until you allow some.
+
+    \b
+    Example:
+      facegate orgs s3-buckets Polaris --allow polaris-photos
+      facegate orgs s3-buckets default --allow '*'      # single tenant: every bucket
+    """
+    from facegate.governance.identity import IdentityError
+    from facegate.governance.s3_access import allowed_buckets, set_allowed_buckets
+
+    store, _ = existing_data_dir(data_dir)
+    if allow or remove:
+        try:
+            buckets = set_allowed_buckets(store, name, allow, remove)
+        except IdentityError as exc:
+            raise click.ClickException(str(exc)) from exc
+    else:
+        with store.reader() as tx:
+            buckets = allowed_buckets(tx, name)
+    click.echo(json.dumps({"Name": name, "S3Buckets": buckets}) if as_json else f"{name}: {', '.join(buckets) or '(no bucket)'}")
 
 
 # -- policy packs ----------------------------------------------------------------------------
@@ -259,10 +288,6 @@ def _line(r: dict[str, Any]) -> str:
     )
 
 
-_CSV_COLUMNS = ["seq", "time", "request_id", "key_id", "organization", "sector", "purpose", "operation", "collection",
-                "case_reference", "threshold", "decision", "policies", "status", "error_type", "summary", "prev_hash", "hash"]
-
-
 @audit_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
@@ -275,20 +300,12 @@ def audit_export(fmt: str, out: Path | None, data_dir: Path | None) -> None:
     Example:
       facegate audit export --format jsonl --out audit.jsonl && facegate audit verify --file audit.jsonl
     """
-    from facegate.governance import audit
+    from facegate.governance import audit_export
 
     store, _ = existing_data_dir(data_dir)
     with store.snapshot() as tx:
         records, verified = _verified_records(tx)
-    if fmt == "jsonl":
-        text = "".join(audit.canonical(r) + "\n" for r in records)
-    else:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, _CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in records:
-            writer.writerow({**r, "policies": json.dumps(r.get("policies")), "summary": json.dumps(r.get("summary"), sort_keys=True)})
-        text = buffer.getvalue()
+    text = "".join(audit_export.jsonl(records) if fmt == "jsonl" else audit_export.csv_rows(records))
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -3,6 +3,7 @@
 import click
 
 from facegate.cli.bench import bench
+from facegate.cli.console import console_user, review_group
 from facegate.cli.evaluate import evaluate
 from facegate.cli.governance import audit_group, consent, orgs, policy, retention
 from facegate.cli.images import compare, detect
@@ -24,7 +25,7 @@ cli.add_command(detect)
 cli.add_command(compare)
 cli.add_command(evaluate)
 cli.add_command(bench)
-for group in (orgs, policy, audit_group, consent, retention):
+for group in (orgs, policy, audit_group, consent, retention, console_user, review_group):
     cli.add_command(group)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from facegate.cli.data_dir import creating_data_dir, data_dir_option, existing_data_dir, open_data_dir, secret_box
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, FACE_MODEL_VARIABLE, FACE_MODELS
 from facegate.server import default_data_dir
 from facegate.store.database import Store
 from facegate.store.secrets import SecretBox
@@ -27,7 +29,13 @@ RETENTION_SWEEP_SECONDS = 3600
          "(the index log keeps them in step); one per core gives the most requests per second. "
          "A worker is restarted only if it exits, never for being busy.",
 )
-def serve(host: str, port: int, data_dir: Path | None, workers: int) -> None:
+@click.option(
+    "--face-model", type=click.Choice(sorted(FACE_MODELS)), default=DEFAULT_FACE_MODEL, show_default=True,
+    envvar=FACE_MODEL_VARIABLE, show_envvar=True,
+    help="The model for DetectFaces, CompareFaces and new collections. Existing collections keep "
+         "the model they were created with. 'dlib' uses a landmark model licensed for non-commercial use only.",
+)
+def serve(host: str, port: int, data_dir: Path | None, workers: int, face_model: str) -> None:
     """Serve the Rekognition face API (AWS JSON 1.1 + SigV4) on HOST:PORT.
 
     On first start this creates the data directory and an access key, and prints them.
@@ -41,6 +49,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int) -> None:
           region_name='us-east-1').list_collections())"
     """
     directory = (data_dir or default_data_dir()).resolve()
+    os.environ[FACE_MODEL_VARIABLE] = face_model  # worker processes inherit the choice
     endpoint = f"http://{host}:{port}"
     if workers == 1:
         _serve_in_process(directory, host, port, endpoint)

@@ -9,8 +9,12 @@ the reference points, then a bilinear warp with black outside the image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
+
+from facegate.engine.results import PixelBox
 
 ARCFACE_SIZE = 112
 """Chip side, in pixels."""
@@ -54,6 +58,16 @@ def arcface_chips(pixels: np.ndarray, keypoints: list[np.ndarray]) -> np.ndarray
             warped = image.transform(size, Image.Transform.AFFINE, _pillow_inverse(forward), Image.Resampling.BILINEAR)
             chip[:] = np.asarray(warped)
     return chips
+
+
+class ArcFaceAligner:
+    """``FaceAligner`` placing each face's five keypoints on ``ARCFACE_POINTS``; the box
+    plays no part (the keypoints fix position, scale and rotation)."""
+
+    name = "arcface-112"
+
+    def chips(self, pixels: np.ndarray, faces: Sequence[tuple[PixelBox, np.ndarray]]) -> np.ndarray:
+        return arcface_chips(pixels, [points for _, points in faces])
 
 
 def _pillow_inverse(forward: np.ndarray) -> tuple[float, ...]:

@@ -6,8 +6,9 @@ distance ``d``, under equal priors. It is strictly decreasing in ``d``, so every
 similarity threshold is exactly one distance threshold (``distance_for``), which is how
 the vector index applies ``FaceMatchThreshold``.
 
-The parameters are fitted by ``facegate evaluate`` (one code path) and ship in
-``calibration.json`` with their provenance and the error rates measured at 80/90/95/99.
+The parameters are fitted by ``facegate evaluate`` (one code path) and ship, one file
+per face model, as ``calibration-<model>.json`` with their provenance and the error rates
+measured at 80/90/95/99. A similarity only means something for the model it was fitted on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-_SHIPPED = "calibration.json"
 CALIBRATION_VARIABLE = "FACEGATE_CALIBRATION"
 
 
@@ -60,13 +60,17 @@ class SimilarityCalibration:
         return cls(slope=float(data["slope"]), midpoint=float(data["midpoint"]), provenance=data.get("provenance", {}))
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "SimilarityCalibration":
-        """The calibration at ``path``, else at ``$FACEGATE_CALIBRATION``, else the shipped one.
+    def load(cls, model: str, version: str) -> "SimilarityCalibration":
+        """Face model ``model``'s calibration: the file at ``$FACEGATE_CALIBRATION`` when it
+        was fitted on this model's ``version`` (its provenance says so), else the shipped one.
 
         The variable lets an operator apply a calibration fitted on their own photos
         (``facegate evaluate verification --fit-calibration``) to every command at once,
-        so the server and the evaluations never disagree about what a similarity means."""
-        path = path or (Path(os.environ[CALIBRATION_VARIABLE]) if os.environ.get(CALIBRATION_VARIABLE) else None)
-        if path is not None:
-            return cls.from_json(path.read_text())
-        return cls.from_json(resources.files("facegate.engine").joinpath(_SHIPPED).read_text())
+        so the server and the evaluations never disagree about what a similarity means;
+        other models keep theirs, because one model's distances mean nothing to another."""
+        override = os.environ.get(CALIBRATION_VARIABLE)
+        if override:
+            fitted = cls.from_json(Path(override).read_text())
+            if fitted.provenance.get("model_version") == version:
+                return fitted
+        return cls.from_json(resources.files("facegate.engine").joinpath(f"calibration-{model}.json").read_text())

@@ -21,7 +21,6 @@ class DlibResNetEmbedder:
     name = "dlib-resnet-v1"
     dimension = 128
     chip_size = 150
-    chip_padding = 0.25
 
     def __init__(self) -> None:
         self._model = dlib.face_recognition_model_v1(str(model_path(RESNET)))

@@ -94,14 +94,15 @@ def working_size(width: int, height: int) -> tuple[int, int]:
     return max(1, int(width * scale)), max(1, int(height * scale))  # rounded down: never over
 
 
-def decode_image(data: bytes) -> DecodedImage:
+def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> DecodedImage:
     """Decode JPEG or PNG bytes into an upright RGB array at working resolution.
 
-    Raises ``ImageTooLarge`` (over 5 MB or over ``MAX_PIXELS``), ``InvalidImageFormat``
+    ``max_bytes`` is the source's limit: 5 MB inline, 15 MB from S3 (Rekognition's). Raises
+    ``ImageTooLarge`` (over ``max_bytes`` or over ``MAX_PIXELS``), ``InvalidImageFormat``
     (empty, another format, truncated or corrupt) or ``ImageTooSmall`` (under 80 px).
     """
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageTooLarge(f"Image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} bytes (5 MB).")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"Image is {len(data)} bytes; the limit is {max_bytes} bytes ({max_bytes / 2**20:g} MB).")
     if data.startswith(_JPEG_MAGIC):
         expected = "JPEG"
     elif data.startswith(_PNG_MAGIC):

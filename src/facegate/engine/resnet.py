@@ -138,7 +138,6 @@ class ResNetDescriptor:
     name = "dlib-resnet-v1"
     dimension = 128
     chip_size = CHIP_SIZE
-    chip_padding = 0.25
 
     def __init__(self, path: Path | None = None) -> None:
         self._convolutions, self._dense = _load(path or model_path(RESNET))

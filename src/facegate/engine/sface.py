@@ -24,14 +24,12 @@ BATCH = 16
 class SFaceEmbedder:
     """``FaceEmbedder`` for SFace 2021dec (int8 weights, run as float32).
 
-    ``chip_padding`` is 0: SFace's chips are placed by keypoints, not padded around dlib's
-    face box. The session is shared by all threads; each call uses one core.
+    The session is shared by all threads; each call uses one core.
     """
 
     name = "opencv-sface-2021dec"
     dimension = 128
     chip_size = ARCFACE_SIZE
-    chip_padding = 0.0
 
     def __init__(self) -> None:
         self._session = inference_session(verified_model_bytes(SFACE), free_dims={0: "batch"})

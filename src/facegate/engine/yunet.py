@@ -68,7 +68,7 @@ class YuNetDetector:
             Detection(
                 box=PixelBox(*map(float, boxes[i])),
                 score=float(scores[i]),
-                confidence=100.0 * float(scores[i]),
+                confidence=yunet_confidence(float(scores[i])),
                 keypoints=tuple((float(x), float(y)) for x, y in points[i]),
             )
             for i in non_maximum_suppression(boxes, scores, NMS_THRESHOLD)
@@ -105,6 +105,17 @@ class YuNetDetector:
             np.concatenate(scores),
             np.concatenate(points) / unscale,
         )
+
+
+def yunet_confidence(score: float) -> float:
+    """Map a YuNet score (0–1) to Rekognition's 0–100: ``100 / (1 + exp(-22 * (score - 0.61)))``.
+
+    Monotone in the score and shaped like dlib's ``hog_confidence``, so both models speak
+    the same scale: the decision threshold (0.7) maps to 88, and a clear frontal face
+    (score 0.85 and up) to 99.5 and above, as Rekognition reports such faces. Callers
+    that filter on ``Confidence`` (90 and 99 are common) then keep the faces they expect.
+    """
+    return 100.0 / (1.0 + math.exp(-22.0 * (score - 0.61)))
 
 
 def pass_scales(width: int, height: int) -> list[float]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from facegate.engine.face_models import DEFAULT_FACE_MODEL
 from facegate.evaluate.datasets import identities_from_manifest, sample_pairs
 from facegate.evaluate.labels import LabelledPhoto, read_labels
 from facegate.evaluate.scoring import describe_set
@@ -48,14 +49,15 @@ def group_columns(photos: list[LabelledPhoto]) -> dict[str, dict[int, str]]:
 
 
 def demographics_report(
-    dataset_dir: Path, labels_tsv: Path, impostors_per_group: int = 20_000, max_genuine: int = 20_000, seed: int = 0
+    dataset_dir: Path, labels_tsv: Path, impostors_per_group: int = 20_000, max_genuine: int = 20_000, seed: int = 0,
+    model: str = DEFAULT_FACE_MODEL,
 ) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, np.ndarray]]]]:
     photos = read_labels(labels_tsv, under=dataset_dir)
     if not photos:
         raise ValueError(f"no photo in {labels_tsv} lies under {dataset_dir}")
     known = identities_from_manifest(labels_tsv)
     identities = [known.get(p.path, p.path.parent.name) for p in photos]
-    described = describe_set([str(p.path) for p in photos], "demographic photos")
+    described = describe_set([str(p.path) for p in photos], "demographic photos", model)
     detected = described.detected
 
     everyone = sample_pairs(identities, max_genuine, impostors_per_group * 2, seed)

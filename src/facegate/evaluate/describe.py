@@ -23,22 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from facegate.engine.errors import ImageRejected
 from facegate.engine.image import decode_image
-from facegate.engine.pipeline import load_engine
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, load_engine
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class EngineChoice:
-    """Which engine configuration to evaluate (see ``load_engine``)."""
-
-    detector: str = "hog+mmod"
-    embedder: str = "resnet"
-    augment: bool = True
-
-
-SHIPPED_ENGINE = EngineChoice()
-"""The configuration ``facegate serve`` uses; evaluations default to it so they describe the product."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +50,9 @@ def choose_face_index(boxes: Sequence[tuple[float, float, float, float]], width:
     )
 
 
-def describe_one(path: str, choice: EngineChoice, policy: str) -> PhotoDescription:
-    """Decode, detect and embed one photo file through the engine."""
-    engine = load_engine(choice.detector, choice.embedder, choice.augment)
+def describe_one(path: str, model: str, policy: str) -> PhotoDescription:
+    """Decode, detect and embed one photo file through face model ``model``'s engine."""
+    engine = load_engine(model)
     try:
         image = decode_image(Path(path).read_bytes())
     except ImageRejected as exc:
@@ -80,14 +67,16 @@ def describe_one(path: str, choice: EngineChoice, policy: str) -> PhotoDescripti
 
 def describe_photos(
     paths: Sequence[str],
-    choice: EngineChoice = SHIPPED_ENGINE,
+    model: str = DEFAULT_FACE_MODEL,
     policy: str = "largest",
     workers: int | None = None,
     label: str = "describing photos",
     show_progress: bool | None = None,
 ) -> list[PhotoDescription]:
-    """Descriptions in the order of ``paths``, computed on ``workers`` processes (default: all cores)."""
-    work = functools.partial(describe_one, choice=choice, policy=policy)
+    """Descriptions in the order of ``paths``, computed on ``workers`` processes (default:
+    all cores). ``model`` defaults to the one ``facegate serve`` uses, so evaluations
+    describe the product."""
+    work = functools.partial(describe_one, model=model, policy=policy)
     return map_photos(work, paths, workers, label, show_progress)
 
 
@@ -151,10 +140,10 @@ def progress_bar(show: bool | None = None) -> Progress:
     )
 
 
-def count_faces(path: str, detector: str = "hog+mmod") -> int:
+def count_faces(path: str, model: str = DEFAULT_FACE_MODEL) -> int:
     """How many faces the engine detects in one photo file (0 when the image is rejected)."""
     try:
         image = decode_image(Path(path).read_bytes())
     except ImageRejected:
         return 0
-    return len(load_engine(detector).detect(image, details=False))
+    return len(load_engine(model).detect(image, details=False))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, load_engine
 from facegate.evaluate.datasets import photos_by_folder
 from facegate.evaluate.describe import progress_bar
 from facegate.evaluate.stats import error_rates, threshold_for_fmr, wilson_interval
@@ -114,7 +115,8 @@ def _proportion(count: int, total: int, name: str = "rate") -> dict[str, Any]:
 
 
 def identification_report(
-    gallery_dir: Path, probes_dir: Path, distractors_dir: Path | None = None, threads: int = 2
+    gallery_dir: Path, probes_dir: Path, distractors_dir: Path | None = None, threads: int = 2,
+    model: str = DEFAULT_FACE_MODEL,
 ) -> tuple[dict[str, Any], list[Search]]:
     """Enrol the gallery, search every probe and distractor, and report.
 
@@ -127,7 +129,7 @@ def identification_report(
     if not gallery_photos:
         raise ValueError(f"no JPEG or PNG photos under {gallery_dir}: the gallery is one folder per identity")
     with tempfile.TemporaryDirectory(prefix="facegate-identification-") as data_dir:
-        facegate = Facegate.open(Path(data_dir), database_url=sqlite_url(Path(data_dir)))
+        facegate = Facegate.open(Path(data_dir), engine=load_engine(model), database_url=sqlite_url(Path(data_dir)))
         try:
             gate = facegate.gate
             _call(gate, "CreateCollection", {"CollectionId": COLLECTION})

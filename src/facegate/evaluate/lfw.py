@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from facegate.engine.calibration import SimilarityCalibration
-from facegate.evaluate.describe import EngineChoice, describe_photos
+from facegate.evaluate.describe import describe_photos
 from facegate.evaluate.lfw_pairs import read_pairs
 from facegate.evaluate.stats import error_rates, kfold_accuracy
 
@@ -34,11 +34,11 @@ class LfwResult:
     photos_without_face: list[str] = field(default_factory=list)
 
 
-def describe_lfw(pairs_file: Path, images_dir: Path, choice: EngineChoice, workers: int | None = None) -> LfwResult:
+def describe_lfw(pairs_file: Path, images_dir: Path, model: str, workers: int | None = None) -> LfwResult:
     pairs = read_pairs(pairs_file)
     unique = sorted({p for pair in pairs for p in (pair.path_a, pair.path_b)})
     descriptions = describe_photos(
-        [str(images_dir / p) for p in unique], choice, policy="center", workers=workers, label="LFW photos"
+        [str(images_dir / p) for p in unique], model, policy="center", workers=workers, label="LFW photos"
     )
     by_path = {p: d.descriptor for p, d in zip(unique, descriptions)}
     distances = np.array(

@@ -75,15 +75,21 @@ def fmr_by_threshold_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, 
     photo per person), this still shows the differential an operator's threshold meets."""
     figure, axes = plt.subplots(figsize=(6.5, 5))
     thresholds = np.linspace(50, 100, 501)
+    plotted = False
     for label, s in curves.items():
         impostor = np.sort(np.asarray(s["impostor"], float))
         if impostor.size:
             fmr = (impostor.size - np.searchsorted(impostor, thresholds, side="left")) / impostor.size
             keep = fmr > 0
             axes.plot(thresholds[keep], fmr[keep], label=label)
+            plotted = plotted or bool(keep.any())
     for marker in (80, 99):
         axes.axvline(marker, color="grey", linestyle="--", linewidth=0.8)
-    axes.set(yscale="log", xlabel="similarity threshold", ylabel="false match rate (same-group impostors)", title=title)
+    if plotted:  # a log axis with nothing on it cannot be drawn
+        axes.set(yscale="log")
+    else:
+        axes.text(75, 0.5, "no impostor pair scored 50 or more", ha="center")
+    axes.set(xlabel="similarity threshold", ylabel="false match rate (same-group impostors)", title=title)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=8)
     axes.grid(True, which="both", alpha=0.3)

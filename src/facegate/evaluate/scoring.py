@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from facegate.engine.calibration import SimilarityCalibration
-from facegate.engine.pipeline import load_engine
-from facegate.evaluate.describe import SHIPPED_ENGINE, EngineChoice, PhotoDescription, describe_photos
+from facegate.engine.score_normalisation import ScoreNormalisation
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, load_engine
+from facegate.evaluate.describe import PhotoDescription, describe_photos
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,23 @@ class DescribedSet:
     failures: list[PhotoDescription]
     model_version: str
     calibration: SimilarityCalibration
+    normalisation: ScoreNormalisation | None = None
 
     @property
     def detected(self) -> np.ndarray:
         return ~np.isnan(self.descriptors[:, 0])
 
     def distances(self, pairs: np.ndarray) -> np.ndarray:
-        """Euclidean descriptor distance per pair (unit vectors); NaN where a photo has no face."""
+        """The model's distance per pair (Euclidean between unit vectors, normalised when the
+        model normalises scores); NaN where a photo has no face."""
         if len(pairs) == 0:
             return np.empty(0)
         a, b = self.descriptors[pairs[:, 0]], self.descriptors[pairs[:, 1]]
-        return np.sqrt(np.maximum(2.0 - 2.0 * np.einsum("ij,ij->i", a, b), 0.0))
+        raw = np.sqrt(np.maximum(2.0 - 2.0 * np.einsum("ij,ij->i", a, b), 0.0))
+        if self.normalisation is None:
+            return raw
+        shift_a, shift_b = (self.normalisation.shift(np.nan_to_num(x)) for x in (a, b))
+        return self.normalisation.normalised(raw, shift_a, shift_b)
 
     def similarities(self, pairs: np.ndarray) -> np.ndarray:
         """Similarity (0–100) per pair; a pair with an undetected photo scores 0 (a non-match)."""
@@ -39,9 +46,9 @@ class DescribedSet:
         return np.where(np.isnan(distance), 0.0, self.calibration.similarity(np.nan_to_num(distance, nan=2.0)))
 
 
-def describe_set(paths: Sequence[str], label: str, choice: EngineChoice = SHIPPED_ENGINE) -> DescribedSet:
-    engine = load_engine(choice.detector, choice.embedder, choice.augment)
-    described = describe_photos(list(paths), choice, policy="largest", label=label)
+def describe_set(paths: Sequence[str], label: str, model: str = DEFAULT_FACE_MODEL) -> DescribedSet:
+    engine = load_engine(model)
+    described = describe_photos(list(paths), model, policy="largest", label=label)
     dimension = engine.embedder.dimension
     matrix = np.array([d.descriptor if d.descriptor is not None else np.full(dimension, np.nan) for d in described])
     return DescribedSet(
@@ -50,4 +57,5 @@ def describe_set(paths: Sequence[str], label: str, choice: EngineChoice = SHIPPE
         failures=[d for d in described if d.descriptor is None],
         model_version=engine.model_version,
         calibration=engine.calibration,
+        normalisation=engine.normalisation,
     )

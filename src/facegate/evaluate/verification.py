@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from facegate.engine.calibration import SimilarityCalibration
+from facegate.engine.face_models import DEFAULT_FACE_MODEL
 from facegate.evaluate.calibration_fit import fit_calibration_from_pairs
 from facegate.evaluate.datasets import Pairs, photos_by_folder, sample_pairs
 from facegate.evaluate.labels import absolute
@@ -32,7 +33,7 @@ def _rate_json(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> d
 
 def verification_report(
     dataset_dir: Path, pairs_file: Path | None = None, max_genuine: int = 20_000, impostors: int = 100_000, seed: int = 0,
-    fit_calibration: bool = False,
+    fit_calibration: bool = False, model: str = DEFAULT_FACE_MODEL,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], SimilarityCalibration]:
     """The ``--json`` report, the raw scores (for plots) and the calibration they were scored with.
 
@@ -53,7 +54,7 @@ def verification_report(
         paths = [str(p) for p in photos]
         pairs = sample_pairs(list(photos.values()), max_genuine, impostors, seed)
         identities = len(set(photos.values()))
-    described = describe_set(paths, "verification photos")
+    described = describe_set(paths, "verification photos", model)
     if fit_calibration:
         distances = np.concatenate([described.distances(pairs.genuine), described.distances(pairs.impostor)])
         same = np.arange(len(distances)) < len(pairs.genuine)

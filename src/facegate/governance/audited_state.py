@@ -2,7 +2,8 @@
 is exactly what the audited changes made it.
 
 Organisations (sector, flags), access keys (organisation, purpose, name, revoked), which
-policy packs are on, the moratorium's end and consent records live in ordinary tables that
+policy packs are on, the moratorium's end, consent records and console accounts (role,
+password hash) live in ordinary tables that
 anyone holding the database could edit. Each is changed only together with its audit record
 (``facegate:OrganizationCreate``, ``facegate:AccessKeyCreate``, ...), so replaying those
 records gives the state there should be, and every difference from the tables is reported.
@@ -13,11 +14,15 @@ A database that held state before key changes were audited starts from the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from facegate.governance import audit
+from facegate.governance.console_accounts import credential
 from facegate.governance.policy import ALWAYS_ON, DEFAULT_STATES, MORATORIUM_END_SETTING, moratorium_end
+from facegate.governance.s3_access import CHANGE_OPERATION as S3_BUCKETS_CHANGE, SETTING_PREFIX as S3_BUCKETS_SETTING
+from facegate.store import console_accounts
 from facegate.store.transaction import Transaction
 
 
@@ -56,6 +61,8 @@ class _Replay:
         self.packs: dict[str, tuple[bool, int]] = {}
         self.moratorium: tuple[int, int | None] = (0, None)
         self.consents: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+        self.s3_buckets: dict[str, tuple[list[str], int]] = {}
+        self.console_accounts: dict[str, tuple[dict[str, Any], int]] = {}
         self._apply: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
             "facegate:StateBaseline": self._baseline,
             "facegate:OrganizationCreate": self._organization_created,
@@ -67,6 +74,11 @@ class _Replay:
             "facegate:ConsentAdd": self._consent_added,
             "facegate:ConsentRevoke": self._consent_ended,
             "facegate:ConsentExpired": self._consent_ended,
+            S3_BUCKETS_CHANGE: self._s3_buckets_set,
+            "facegate:ConsoleUserAdd": self._console_account_added,
+            "facegate:ConsoleUserRemove": lambda summary, _: self.console_accounts.pop(summary.get("name"), None),
+            "facegate:ConsoleUserRole": lambda summary, record: self._console_account_changed(summary, record, "role"),
+            "facegate:ConsoleUserPassword": lambda summary, record: self._console_account_changed(summary, record, "credential"),
         }
 
     def apply(self, record: dict[str, Any]) -> None:
@@ -118,10 +130,23 @@ class _Replay:
         if key in self.consents:
             self.consents[key] = ({**self.consents[key][0], "ended": True}, record["seq"])
 
+    def _s3_buckets_set(self, summary: dict[str, Any], record: dict[str, Any]) -> None:
+        self.s3_buckets[record.get("organization")] = (summary.get("buckets") or [], record["seq"])
+
+    def _console_account_added(self, summary: dict[str, Any], record: dict[str, Any]) -> None:
+        fields = {"role": summary.get("role"), "credential": summary.get("credential")}
+        self.console_accounts[summary.get("name")] = (fields, record["seq"])
+
+    def _console_account_changed(self, summary: dict[str, Any], record: dict[str, Any], field: str) -> None:
+        name = summary.get("name")
+        if name in self.console_accounts:
+            self.console_accounts[name] = ({**self.console_accounts[name][0], field: summary.get(field)}, record["seq"])
+
     def unexplained(self, tx: Transaction) -> list[str]:
         """Each difference between the tables and the replayed state, in words."""
         return [
-            *self._organizations(tx), *self._keys(tx), *self._packs(tx), *self._moratorium_setting(tx), *self._consents(tx)
+            *self._organizations(tx), *self._keys(tx), *self._packs(tx), *self._moratorium_setting(tx), *self._consents(tx),
+            *self._console_accounts(tx), *self._s3_bucket_lists(tx),
         ]
 
     def _organizations(self, tx: Transaction) -> list[str]:
@@ -165,6 +190,23 @@ class _Replay:
             for c in tx.list_consents()
         }
         return _differences("consent", "consents", table, self.consents)
+
+
+    def _s3_bucket_lists(self, tx: Transaction) -> list[str]:
+        """Each organisation's S3 bucket allow-list (a setting) against the last change recorded."""
+        names = {o.name for o in tx.list_organizations()} | {k.owner for k in tx.list_access_keys()} | set(self.s3_buckets)
+        problems = []
+        for name in sorted(names):
+            stored = tx.get_setting(S3_BUCKETS_SETTING + name)
+            audited, seq = self.s3_buckets.get(name, ([], None))
+            if (stored or "[]") != json.dumps(audited):
+                why = f"record {seq} set it to {json.dumps(audited)}" if seq else "no audit record set it"
+                problems.append(f"organisation {name!r} may read S3 buckets {stored} in the settings table, but {why}")
+        return problems
+
+    def _console_accounts(self, tx: Transaction) -> list[str]:
+        table = {a.name: {"role": a.role, "credential": credential(a.password_hash)} for a in console_accounts.list_accounts(tx)}
+        return _differences("console account", "console_accounts", table, self.console_accounts)
 
 
 def _on(enabled: bool) -> str:

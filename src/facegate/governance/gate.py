@@ -17,6 +17,7 @@ from typing import Any
 from facegate.governance import audit
 from facegate.governance.identity import Identity
 from facegate.governance.policy import Policies, PolicyDecision, requested_threshold
+from facegate.governance.s3_access import audited_objects
 from facegate.service import exceptions
 from facegate.service.context import Scope, Service
 from facegate.service.operations import OPERATIONS, run, unsupported_message
@@ -135,6 +136,7 @@ class Gate:
             "threshold": requested_threshold(request.operation, request.params),
             "decision": None if decision is None else "allow" if decision.allowed else "deny",
             "policies": [] if decision is None else [str(p) for p in decision.policies],
+            **audited_objects(request.params),
         }
 
 
@@ -185,8 +187,17 @@ def _response_summary(result: dict[str, Any]) -> dict[str, Any]:
     if matches is not None:
         summary["matches"] = len(matches)
         summary["top_similarity"] = max((m["Similarity"] for m in matches), default=None)
+        summary["candidates"] = [_candidate(m) for m in matches]  # what a reviewer decides, one by one
     if face_ids:
         summary["face_ids"] = list(dict.fromkeys(face_ids))
     if external_ids:
         summary["external_image_ids"] = list(dict.fromkeys(external_ids))
     return summary
+
+
+def _candidate(match: dict[str, Any]) -> dict[str, Any]:
+    """One match of a search, as its record keeps it: who (FaceId and ExternalImageId, or
+    UserId) and how similar (0-100)."""
+    found = match.get("Face") or match.get("User") or {}
+    named = {k: found[k] for k in ("FaceId", "ExternalImageId", "UserId") if k in found}
+    return {**named, "Similarity": match.get("Similarity")}

@@ -22,6 +22,7 @@ import cedarpy
 
 from facegate.governance import audit
 from facegate.governance.identity import Identity
+from facegate.governance.s3_access import allowed_buckets, requested_buckets
 from facegate.store.database import Store
 from facegate.store.records import CollectionRecord
 
@@ -168,6 +169,7 @@ class Policies:
     ) -> PolicyDecision:
         with self.store.reader() as tx:
             ends = int(tx.get_setting(MORATORIUM_END_SETTING) or 0)
+            buckets = allowed_buckets(tx, identity.organization)
         threshold = requested_threshold(operation, params)
         context = {
             "now": int(now if now is not None else time.time()),
@@ -177,15 +179,16 @@ class Policies:
             "moratorium_ends": ends,
             "consent_required": operation == "IndexFaces" and tags.get("facegate:consent") == "required",
             "consent_valid": consent_valid,
+            "s3_buckets": requested_buckets(params),
         }
         policy_set, annotations = self._policy_set()
         principal = {"type": "Key", "id": identity.access_key_id}
         entities = [
             {"uid": {"type": "Organization", "id": identity.organization},
-             "attrs": {"sector": identity.sector, "flags": list(identity.flags)}, "parents": []},
+             "attrs": {"sector": identity.sector, "flags": list(identity.flags), "s3_buckets": buckets}, "parents": []},
             {"uid": principal,
              "attrs": {"organization": identity.organization, "sector": identity.sector,
-                       "purpose": identity.purpose, "flags": list(identity.flags)},
+                       "purpose": identity.purpose, "flags": list(identity.flags), "s3_buckets": buckets},
              "parents": [{"type": "Organization", "id": identity.organization}]},
         ]
         if collection is not None:

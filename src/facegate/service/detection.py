@@ -8,6 +8,7 @@ from facegate.engine.pipeline import FaceEngine
 from facegate.service.faces import bounding_box, compared_face, face_detail
 from facegate.service.images import read_image
 from facegate.service.quality_filter import rejection_reasons, usable_faces
+from facegate.store.s3_objects import NO_OBJECT_STORE, ObjectReader
 
 MAX_FACES_PER_IMAGE = 100
 """Rekognition analyses at most the 100 largest faces of an image."""
@@ -16,15 +17,15 @@ DEFAULT_SIMILARITY_THRESHOLD = 80.0
 """CompareFaces' default, as in Rekognition. Sensitive uses should ask for 99."""
 
 
-def detect_faces(engine: FaceEngine, params: dict[str, Any]) -> dict[str, Any]:
+def detect_faces(engine: FaceEngine, params: dict[str, Any], objects: ObjectReader = NO_OBJECT_STORE) -> dict[str, Any]:
     """DetectFaces. ``Attributes`` DEFAULT gives five landmarks; ALL gives all thirty."""
-    image = read_image(params["Image"])
+    image = read_image(params["Image"], objects)
     every_landmark = "ALL" in params.get("Attributes", ["DEFAULT"])
     faces = engine.detect(image)[:MAX_FACES_PER_IMAGE]
     return {"FaceDetails": [face_detail(face, image, every_landmark) for face in faces]}
 
 
-def compare_faces(engine: FaceEngine, params: dict[str, Any]) -> dict[str, Any]:
+def compare_faces(engine: FaceEngine, params: dict[str, Any], objects: ObjectReader = NO_OBJECT_STORE) -> dict[str, Any]:
     """CompareFaces: the largest source face against up to 100 target faces.
 
     Faces that fail ``QualityFilter`` (default NONE) are left out of both lists; a source
@@ -32,8 +33,8 @@ def compare_faces(engine: FaceEngine, params: dict[str, Any]) -> dict[str, Any]:
     """
     threshold = float(params.get("SimilarityThreshold", DEFAULT_SIMILARITY_THRESHOLD))
     level = params.get("QualityFilter", "NONE")
-    source_image = read_image(params["SourceImage"], "SourceImage")
-    target_image = read_image(params["TargetImage"], "TargetImage")
+    source_image = read_image(params["SourceImage"], objects, "SourceImage")
+    target_image = read_image(params["TargetImage"], objects, "TargetImage")
     source = usable_faces(engine.detect(source_image), params, "NONE", "SourceImage")[0]
     targets = [f for f in engine.detect(target_image) if not rejection_reasons(f, level)][:MAX_FACES_PER_IMAGE]
     descriptors = engine.embed_batch([(source_image, [source]), (target_image, targets)])

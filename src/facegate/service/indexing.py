@@ -15,7 +15,7 @@ from typing import Any
 from facegate.service.context import Scope, Service, after_token, require_collection
 from facegate.service.detection import MAX_FACES_PER_IMAGE
 from facegate.service.faces import bounding_box, face_detail, stored_face
-from facegate.service.images import read_image
+from facegate.service.images import load_image
 from facegate.service.quality_filter import rejection_reasons
 from facegate.store.records import FaceRecord
 
@@ -27,8 +27,8 @@ def index_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict[
     external_image_id = params.get("ExternalImageId")
     with service.store.reader() as tx:
         collection = require_collection(tx, scope, params["CollectionId"])
-    image = read_image(params["Image"])
-    fingerprint = hashlib.sha256(params["Image"]["Bytes"]).hexdigest()
+    data, image = load_image(params["Image"], service.objects)
+    fingerprint = hashlib.sha256(data).hexdigest()
     every_landmark = "ALL" in params.get("DetectionAttributes", ["DEFAULT"])
     with service.store.reader() as tx:
         already = tx.faces_by_fingerprint(collection.pk, fingerprint, external_image_id)
@@ -41,7 +41,8 @@ def index_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict[
 
     level = params.get("QualityFilter", "AUTO")
     max_faces = int(params.get("MaxFaces", MAX_FACES_PER_IMAGE))
-    faces = service.engine.detect(image)[:MAX_FACES_PER_IMAGE]
+    engine = service.engine_for(collection)
+    faces = engine.detect(image)[:MAX_FACES_PER_IMAGE]
     kept, unindexed = [], []
     for face in faces:
         reasons = rejection_reasons(face, level)
@@ -51,7 +52,7 @@ def index_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict[
             unindexed.append({"Reasons": reasons, "FaceDetail": face_detail(face, image, every_landmark)})
         else:
             kept.append(face)
-    descriptors = service.engine.embed(image, kept)
+    descriptors = engine.embed(image, kept)
     image_id, now = str(uuid.uuid4()), time.time()
     stored = [
         FaceRecord(
@@ -63,7 +64,7 @@ def index_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict[
             box=tuple(bounding_box(face.detection.box, image)[k] for k in ("Left", "Top", "Width", "Height")),  # type: ignore[arg-type]
             confidence=face.detection.confidence,
             embedding=vector,
-            model_version=service.engine.model_version,
+            model_version=engine.model_version,
             image_fingerprint=fingerprint,
             created_at=now,
         )

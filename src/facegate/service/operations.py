@@ -16,7 +16,7 @@ Operation = Callable[[Service, Scope, dict[str, Any]], dict[str, Any]]
 
 
 def _stateless(function: Callable[..., dict[str, Any]]) -> Operation:
-    return lambda service, _scope, params: function(service.engine, params)
+    return lambda service, _scope, params: function(service.engine, params, service.objects)
 
 
 OPERATIONS: dict[str, Operation] = {

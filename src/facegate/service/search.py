@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from facegate.engine.pipeline import FaceEngine
 from facegate.engine.results import Face
 from facegate.engine.image import DecodedImage
 from facegate.service import exceptions
@@ -18,15 +19,19 @@ from facegate.service.faces import bounding_box, stored_face
 from facegate.service.images import read_image
 from facegate.service.quality_filter import usable_faces
 from facegate.store.records import CollectionRecord
+from facegate.store.s3_objects import ObjectReader
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_MATCHES = 4096
 
 
-def largest_face(service: Service, params: dict[str, Any], default_filter: str = "NONE") -> tuple[DecodedImage, list[Face]]:
-    """The image and its faces that pass ``QualityFilter``, largest first; none is an error."""
-    image = read_image(params["Image"])
-    return image, usable_faces(service.engine.detect(image), params, default_filter)
+def largest_face(
+    engine: FaceEngine, objects: ObjectReader, params: dict[str, Any], default_filter: str = "NONE"
+) -> tuple[DecodedImage, list[Face]]:
+    """The image (``Bytes`` or ``S3Object``) and its faces that pass ``QualityFilter``,
+    largest first; none is an error."""
+    image = read_image(params["Image"], objects)
+    return image, usable_faces(engine.detect(image), params, default_filter)
 
 
 def _matches(
@@ -34,12 +39,13 @@ def _matches(
 ) -> list[dict[str, Any]]:
     threshold = float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
     limit = int(params.get("MaxFaces", MAX_MATCHES))
-    max_distance = service.engine.calibration.distance_for(threshold)
+    calibration = service.engine_for(collection).calibration
+    max_distance = calibration.distance_for(threshold)
     neighbours = service.store.index.search(collection.pk, probe, max_distance, limit + (exclude is not None))
     neighbours = [n for n in neighbours if n.face_id != exclude][:limit]
     with service.store.reader() as tx:
         records = tx.get_faces(collection.pk, [n.face_id for n in neighbours])
-    similarities = service.engine.calibration.similarity(np.array([n.distance for n in neighbours]))
+    similarities = calibration.similarity(np.array([n.distance for n in neighbours]))
     return [
         {"Similarity": float(s), "Face": stored_face(records[n.face_id])}
         for n, s in zip(neighbours, similarities)
@@ -64,8 +70,9 @@ def search_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict
 def search_faces_by_image(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     with service.store.reader() as tx:
         collection = require_collection(tx, scope, params["CollectionId"])
-    image, faces = largest_face(service, params)
-    probe = service.engine.embed(image, faces[:1])[0]
+    engine = service.engine_for(collection)
+    image, faces = largest_face(engine, service.objects, params)
+    probe = engine.embed(image, faces[:1])[0]
     return {
         "SearchedFaceBoundingBox": bounding_box(faces[0].detection.box, image),
         "SearchedFaceConfidence": faces[0].detection.confidence,

@@ -112,7 +112,7 @@ def associate_faces(service: Service, scope: Scope, params: dict[str, Any]) -> d
                 failures.append({"FaceId": face_id, "UserId": face.user_id, "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]})
                 continue
             if face.user_id is None and members:
-                confidence = float(service.engine.similarity(face.embedding, np.stack(members)).max())
+                confidence = float(service.engine_for(collection).similarity(face.embedding, np.stack(members)).max())
                 if confidence < threshold:
                     failures.append({"FaceId": face_id, "Confidence": confidence, "Reasons": ["LOW_MATCH_CONFIDENCE"]})
                     continue
@@ -158,14 +158,15 @@ def _user_matches(
 ) -> list[dict[str, Any]]:
     """Users ranked by their best face's similarity to any probe."""
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_SEARCH_THRESHOLD))
-    max_distance = service.engine.calibration.distance_for(threshold)
+    calibration = service.engine_for(collection).calibration
+    max_distance = calibration.distance_for(threshold)
     best: dict[str, float] = {}
     for probe in probes:
         for n in service.store.index.search(collection.pk, probe, max_distance, users_only=True):
             if n.user_id is not None and n.user_id != exclude_user:
                 best[n.user_id] = min(best.get(n.user_id, np.inf), n.distance)
     ranked = sorted(best.items(), key=lambda item: item[1])[: int(params.get("MaxUsers", MAX_USERS_PAGE))]
-    similarities = service.engine.calibration.similarity(np.array([d for _, d in ranked]))
+    similarities = calibration.similarity(np.array([d for _, d in ranked]))
     return [
         {"Similarity": float(s), "User": {"UserId": user, "UserStatus": "ACTIVE"}} for (user, _), s in zip(ranked, similarities)
     ]
@@ -198,8 +199,9 @@ def search_users(service: Service, scope: Scope, params: dict[str, Any]) -> dict
 def search_users_by_image(service: Service, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     with service.store.reader() as tx:
         collection = require_collection(tx, scope, params["CollectionId"])
-    image, faces = largest_face(service, params)
-    probe = service.engine.embed(image, faces[:1])
+    engine = service.engine_for(collection)
+    image, faces = largest_face(engine, service.objects, params)
+    probe = engine.embed(image, faces[:1])
     return {
         "UserMatches": _user_matches(service, collection, probe, params, None),
         "FaceModelVersion": collection.face_model_version,

@@ -94,8 +94,17 @@ def _v5_faces_by_age(connection: Connection) -> None:
     next(i for i in schema.faces.indexes if i.name == "ix_faces_created").create(connection, checkfirst=True)
 
 
+def _v6_console(connection: Connection) -> None:
+    """The oversight console: its accounts, sessions and failed logins, and the audit index
+    (a cache of the hashed log the console filters, counts and queues reviews from; it
+    fills from the log on first use, so this migration reads no records)."""
+    tables = [schema.console_accounts, schema.console_sessions, schema.console_login_failures,
+              schema.audit_facets, schema.audit_daily, schema.review_candidates]
+    schema.metadata.create_all(connection, tables=tables)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age
+    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age, _v6_console
 ]
 
 

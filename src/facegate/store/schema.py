@@ -163,3 +163,100 @@ index_log = Table(
     Column("recorded_at", Float, nullable=False),  # for pruning (Store.prune_index_log)
     sqlite_autoincrement=True,
 )
+
+
+# -- v6: the oversight console ------------------------------------------------------------
+
+console_accounts = Table(
+    "console_accounts",
+    metadata,
+    # People who read the console (auditor), also record review decisions (reviewer), or also
+    # change keys, organisations and packs (admin). Separate from API access keys.
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),  # argon2id, never the password
+    Column("created_at", Float, nullable=False),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("session_digest", String(64), primary_key=True),  # SHA-256 of the cookie's id, never the id
+    Column("account", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Index("ix_console_sessions_account", "account"),
+)
+
+console_login_failures = Table(
+    "console_login_failures",
+    metadata,
+    # Recent failed logins, counted per account and per source address for rate limiting.
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_console_failures_account", "account", "at"),
+    Index("ix_console_failures_source", "source", "at"),
+)
+
+audit_facets = Table(
+    "audit_facets",
+    metadata,
+    # A cache of fields of the hashed audit records, for the console's filters, counts and
+    # review queue (governance/audit_index.py): rebuilt from audit_log at any time, never read
+    # as the truth (every record shown is read, and re-checked, from audit_log).
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("time", Float),
+    Column("key_id", String(128)),
+    Column("organization", String(255)),
+    Column("purpose", String(64)),
+    Column("operation", String(64)),
+    Column("decision", String(16)),
+    Column("status", Integer),
+    Column("case_reference", String(128)),
+    Column("collection", String(2048)),
+    Column("requests", Integer, nullable=False),  # how many requests the record stands for (its count)
+    Column("matches", Integer),
+    Column("top_similarity", Float),
+    Column("review", String(16)),  # identifications under review: pending | confirmed | rejected | inconclusive
+    Column("reviewed_by", Integer),  # on an identification: the seq of its review decision
+    Column("review_of", Integer),  # on a review decision: the seq of the identification it decides
+    Index("ix_facets_time", "time"),
+    Index("ix_facets_key", "key_id", "seq"),
+    Index("ix_facets_organization", "organization", "seq"),
+    Index("ix_facets_purpose", "purpose", "seq"),
+    Index("ix_facets_operation", "operation", "seq"),
+    Index("ix_facets_decision", "decision", "seq"),
+    Index("ix_facets_case", "case_reference", "seq"),
+    Index("ix_facets_collection", "collection", "seq"),
+    Index("ix_facets_review", "review", "seq"),
+    Index("ix_facets_review_groups", "review", "organization", "purpose", "time"),  # covers the queue's per-group counts
+)
+
+audit_daily = Table(
+    "audit_daily",
+    metadata,
+    # Requests per UTC day, organisation, purpose and kind (request | identification |
+    # denial), kept with audit_facets, so the overview's plots never scan the whole log.
+    Column("day", Integer, primary_key=True, autoincrement=False),  # days since 1970-01-01 (UTC)
+    Column("organization", String(255), primary_key=True),  # "" for none
+    Column("purpose", String(64), primary_key=True),  # "" for none
+    Column("kind", String(16), primary_key=True),
+    Column("requests", Integer, nullable=False),
+)
+
+review_candidates = Table(
+    "review_candidates",
+    metadata,
+    # Each candidate a reviewer decided, kept with audit_facets from the decision records:
+    # the observed false match rate per similarity band is the rejected share.
+    Column("decision_seq", Integer, primary_key=True, autoincrement=False),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("organization", String(255)),
+    Column("purpose", String(64)),
+    Column("similarity", Float),  # 0-100
+    Column("outcome", String(16), nullable=False),  # confirmed | rejected | inconclusive
+)

@@ -1,0 +1,1 @@
+"""The oversight console at /console (see app.py)."""
