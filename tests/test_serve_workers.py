@@ -114,3 +114,33 @@ def test_workers_exit_when_the_server_is_killed_and_the_port_can_be_served_again
     again = start_serve_process(data_dir, port, workers=2)  # raises if the port is still held
     again.terminate()
     assert again.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_request_sent_on_a_kept_alive_connection_to_a_paused_server_is_answered(tmp_path, workers):
+    # A server that was stopped past uvicorn's default 5 s keep-alive closed, on waking,
+    # the idle connection a client had just written its next request to: the client got
+    # "connection closed" and no answer. The same happens to a worker whose event loop
+    # stalls on a saturated CPU.
+    data_dir = tmp_path / "data"
+    port = free_port()
+    rekognition = client_factory(data_dir, port, "keep-alive")()
+    server = start_serve_process(data_dir, port, workers=workers)
+    paused = worker_pids(server.pid) if workers > 1 else [server.pid]
+    try:
+        rekognition.list_collections()  # opens the connection the next call reuses
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.5)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(rekognition.list_collections)
+            time.sleep(6)  # the request waits in the socket, past a 5 s keep-alive
+            for pid in paused:
+                os.kill(pid, signal.SIGCONT)
+            assert answer.result(timeout=30)["CollectionIds"] == []
+    finally:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=30)

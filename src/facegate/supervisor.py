@@ -40,6 +40,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 GRACEFUL_SHUTDOWN_SECONDS = 10
 """How long a stopping worker lets in-flight requests run before it closes their connections."""
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle client connection stays open. uvicorn's default of 5 s races with
+clients that reuse connections (botocore keeps them pooled without limit): a worker that
+was busy or paused for longer closes, on waking, connections a client had just sent a
+request on, and the client sees "connection closed" with no answer. 75 s also outlasts the
+60 s idle timeout of common load balancers in front, as they expect of their backends."""
+
 _POLL_SECONDS = 0.2
 """How often the parent checks for exited workers and for a stop signal."""
 
@@ -206,7 +213,9 @@ def _run_worker(fd: int, parent_pid: int, data_dir: Path, sweep_seconds: float) 
     stop_sweeper = start_sweeper(instance.store, sweep_seconds) if sweep_seconds > 0 else None
     # The check runs per response, so only once the server below exists and serves.
     app = _closing_connections_once(lambda: server.should_exit, instance.app())
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS))
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS
+    ))
     try:
         server.run(sockets=[socket.socket(fileno=fd)])
     finally:

@@ -77,7 +77,7 @@ def _serve_in_process(directory: Path, host: str, port: int, endpoint: str) -> N
 
     from facegate.governance.retention import start_sweeper
     from facegate.server import Facegate
-    from facegate.supervisor import GRACEFUL_SHUTDOWN_SECONDS
+    from facegate.supervisor import GRACEFUL_SHUTDOWN_SECONDS, KEEP_ALIVE_SECONDS
 
     instance = Facegate.open(directory)
     _announce(instance.engine.model_version, directory, instance.store, endpoint)
@@ -85,7 +85,7 @@ def _serve_in_process(directory: Path, host: str, port: int, endpoint: str) -> N
     stop_sweeper = start_sweeper(instance.store, RETENTION_SWEEP_SECONDS)
     try:
         uvicorn.run(instance.app(), host=host, port=port, log_level="info",
-                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
     finally:
         stop_sweeper.set()
 
