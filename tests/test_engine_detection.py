@@ -12,13 +12,13 @@ from facegate.engine.dlib_detectors import hog_confidence, upsample_for
 from facegate.engine.dlib_landmarks import sixty_eight_point_model
 from facegate.engine.image import decode_image
 from facegate.engine.landmarks import LANDMARK_TYPES
-from facegate.engine.face_models import FACE_MODELS, load_engine
+from facegate.engine.face_models import FACE_MODEL_FAMILIES, load_engine
 from facegate.engine.quality import measure_quality
 from facegate.evaluate.detection import read_imglab, score_detections
 from tests.support.photos import encode, lfw_photo
 
 
-@pytest.fixture(scope="module", params=sorted(FACE_MODELS))
+@pytest.fixture(scope="module", params=FACE_MODEL_FAMILIES)
 def engine(request):
     return load_engine(request.param)
 

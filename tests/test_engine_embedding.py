@@ -10,11 +10,11 @@ import pytest
 
 from facegate.engine.calibration import SimilarityCalibration
 from facegate.engine.image import decode_image
-from facegate.engine.face_models import FACE_MODELS, load_engine
+from facegate.engine.face_models import FACE_MODEL_FAMILIES, FACE_MODELS, load_engine
 from tests.support.photos import lfw_photo
 
 
-@pytest.fixture(scope="module", params=sorted(FACE_MODELS))
+@pytest.fixture(scope="module", params=FACE_MODEL_FAMILIES)
 def engine(request):
     return load_engine(request.param)
 

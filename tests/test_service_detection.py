@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegate.engine.face_models import FACE_MODELS, load_engine
+from facegate.engine.face_models import FACE_MODEL_FAMILIES, load_engine
 from facegate.service import exceptions
 from facegate.service.detection import compare_faces, detect_faces
 from tests.support.photos import encode, lfw_photo
 
 
-@pytest.fixture(scope="module", params=sorted(FACE_MODELS))
+@pytest.fixture(scope="module", params=FACE_MODEL_FAMILIES)
 def engine(request):
     return load_engine(request.param)
 

@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 
 from facegate.bench.local_server import serving
+from facegate.engine.pipeline import FaceEngine
 from facegate.governance.identity import create_organization
 from facegate.governance.keys import NewAccessKey, create_access_key
 from facegate.server import Facegate
@@ -49,11 +50,12 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    data_dir: Path, database_url: str | None = None, objects: ObjectReader | None = None
+    data_dir: Path, database_url: str | None = None, objects: ObjectReader | None = None, engine: FaceEngine | None = None
 ) -> Iterator[RunningServer]:
     """``database_url``: another database than the data directory's SQLite file (PostgreSQL);
-    ``objects``: the S3-compatible store ``S3Object`` media is read from (default: the environment's)."""
-    facegate = Facegate.open(data_dir, database_url=database_url, objects=objects)
+    ``objects``: the S3-compatible store ``S3Object`` media is read from (default: the environment's);
+    ``engine``: the server's default face model (default: the configured one)."""
+    facegate = Facegate.open(data_dir, engine=engine, database_url=database_url, objects=objects)
     try:
         with serving(facegate.app()) as endpoint:
             yield RunningServer(facegate, endpoint, create_access_key(facegate.store, facegate.secrets, "tests"))

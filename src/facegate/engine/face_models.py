@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from facegate.engine.calibration import SimilarityCalibration
 from facegate.engine.interfaces import FaceDescriber
 from facegate.engine.pipeline import FaceEngine
+from facegate.engine.score_normalisation import ScoreNormalisation
 
 DEFAULT_FACE_MODEL = "sface"
 FACE_MODEL_VARIABLE = "FACEGATE_FACE_MODEL"
@@ -39,10 +40,12 @@ class FaceModel:
     version: str
     licence: str
     commercial_use: bool
-    build: Callable[[str, str], FaceEngine]
+    build: Callable[[str, str, ScoreNormalisation | None], FaceEngine]
+    normalised_from: str | None = None
+    """For a ``-fsn`` model: the family whose shipped ``normalisation-<family>.json`` it applies."""
 
 
-def _sface(name: str, version: str) -> FaceEngine:
+def _sface(name: str, version: str, normalisation: ScoreNormalisation | None) -> FaceEngine:
     from facegate.engine.arcface_align import ArcFaceAligner
     from facegate.engine.sface import SFaceEmbedder
     from facegate.engine.yunet import YuNetDetector
@@ -57,10 +60,11 @@ def _sface(name: str, version: str) -> FaceEngine:
         mirror=True,
         embedder=SFaceEmbedder,
         calibration=SimilarityCalibration.load(name, version),
+        normalisation=normalisation,
     )
 
 
-def _dlib(name: str, version: str) -> FaceEngine:
+def _dlib(name: str, version: str, normalisation: ScoreNormalisation | None) -> FaceEngine:
     from facegate.engine.align import DlibChipAligner
     from facegate.engine.dlib_detectors import FallbackDetector, HogDetector, MmodDetector
     from facegate.engine.dlib_landmarks import five_point_model
@@ -76,6 +80,7 @@ def _dlib(name: str, version: str) -> FaceEngine:
         mirror=True,
         embedder=ResNetDescriptor,
         calibration=SimilarityCalibration.load(name, version),
+        normalisation=normalisation,
     )
 
 
@@ -91,20 +96,25 @@ def _sixty_eight_point_describer() -> FaceDescriber:
     return SixtyEightPointDescriber()
 
 
+_SFACE = "opencv-sface-2021dec+flip+l2{}/opencv-yunet-2023mar"
+_DLIB = "dlib-resnet-v1+tta4+l2{}/dlib-hog+dlib-mmod"  # predates the registry: older collections carry it
+_SFACE_LICENCE = "Apache-2.0 (SFace), MIT (YuNet)"
+_DLIB_LICENCE = "Boost (dlib), CC0 (ResNet, 5-point); 68-point: iBUG 300-W, non-commercial"
+
 FACE_MODELS: dict[str, FaceModel] = {
     model.name: model
     for model in (
-        FaceModel("sface", "opencv-sface-2021dec+flip+l2/opencv-yunet-2023mar", "Apache-2.0 (SFace), MIT (YuNet)", True, _sface),
-        # The version string predates the registry: collections created before it carry it.
-        FaceModel(
-            "dlib",
-            "dlib-resnet-v1+tta4+l2/dlib-hog+dlib-mmod",
-            "Boost (dlib), CC0 (ResNet, 5-point); 68-point: iBUG 300-W, non-commercial",
-            False,
-            _dlib,
-        ),
+        FaceModel("sface", _SFACE.format(""), _SFACE_LICENCE, True, _sface),
+        FaceModel("sface-fsn", _SFACE.format("+fsn"), _SFACE_LICENCE, True, _sface, normalised_from="sface"),
+        FaceModel("dlib", _DLIB.format(""), _DLIB_LICENCE, False, _dlib),
+        FaceModel("dlib-fsn", _DLIB.format("+fsn"), _DLIB_LICENCE, False, _dlib, normalised_from="dlib"),
     )
 }
+"""Every model also comes normalised (``-fsn``): label-free score normalisation
+(``score_normalisation.py``) applied before its own calibration."""
+
+FACE_MODEL_FAMILIES = tuple(name for name, model in FACE_MODELS.items() if model.normalised_from is None)
+"""The models with their own networks; each ``-fsn`` model shares its family's detections and descriptors."""
 
 
 class UnknownFaceModel(ValueError):
@@ -123,7 +133,8 @@ def load_engine(name: str = DEFAULT_FACE_MODEL) -> FaceEngine:
     model = FACE_MODELS.get(name)
     if model is None:
         raise UnknownFaceModel(f"unknown face model {name!r}; choose from {sorted(FACE_MODELS)}")
-    return model.build(model.name, model.version)
+    normalisation = ScoreNormalisation.load(model.normalised_from) if model.normalised_from else None
+    return model.build(model.name, model.version, normalisation)
 
 
 def engine_for_version(version: str) -> FaceEngine:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -78,3 +79,8 @@ class ScoreNormalisation:
             shifts=np.array(data["shifts"], dtype=np.float64),
             provenance=data.get("provenance", {}),
         )
+
+    @classmethod
+    def load(cls, family: str) -> "ScoreNormalisation":
+        """The shipped normalisation of model family ``family`` (``normalisation-<family>.json``)."""
+        return cls.from_json(resources.files("facegate.engine").joinpath(f"normalisation-{family}.json").read_text())

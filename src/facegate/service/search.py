@@ -17,6 +17,7 @@ from facegate.service import exceptions
 from facegate.service.context import Scope, Service, require_collection
 from facegate.service.faces import bounding_box, stored_face
 from facegate.service.images import read_image
+from facegate.service.neighbours import neighbours_within
 from facegate.service.quality_filter import usable_faces
 from facegate.store.records import CollectionRecord
 from facegate.store.s3_objects import ObjectReader
@@ -39,13 +40,12 @@ def _matches(
 ) -> list[dict[str, Any]]:
     threshold = float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
     limit = int(params.get("MaxFaces", MAX_MATCHES))
-    calibration = service.engine_for(collection).calibration
-    max_distance = calibration.distance_for(threshold)
-    neighbours = service.store.index.search(collection.pk, probe, max_distance, limit + (exclude is not None))
+    engine = service.engine_for(collection)
+    neighbours = neighbours_within(service.store, engine, collection.pk, probe, threshold, limit + (exclude is not None))
     neighbours = [n for n in neighbours if n.face_id != exclude][:limit]
     with service.store.reader() as tx:
         records = tx.get_faces(collection.pk, [n.face_id for n in neighbours])
-    similarities = calibration.similarity(np.array([n.distance for n in neighbours]))
+    similarities = engine.calibration.similarity(np.array([n.distance for n in neighbours]))
     return [
         {"Similarity": float(s), "Face": stored_face(records[n.face_id])}
         for n, s in zip(neighbours, similarities)

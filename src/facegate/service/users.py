@@ -19,6 +19,7 @@ from facegate.service import exceptions
 from facegate.service.context import Scope, Service, after_token, require_collection
 from facegate.service.detection import MAX_FACES_PER_IMAGE
 from facegate.service.faces import face_detail
+from facegate.service.neighbours import neighbours_within
 from facegate.service.search import largest_face
 from facegate.store.records import CollectionRecord
 from facegate.store.transaction import Transaction
@@ -158,15 +159,14 @@ def _user_matches(
 ) -> list[dict[str, Any]]:
     """Users ranked by their best face's similarity to any probe."""
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_SEARCH_THRESHOLD))
-    calibration = service.engine_for(collection).calibration
-    max_distance = calibration.distance_for(threshold)
+    engine = service.engine_for(collection)
     best: dict[str, float] = {}
     for probe in probes:
-        for n in service.store.index.search(collection.pk, probe, max_distance, users_only=True):
+        for n in neighbours_within(service.store, engine, collection.pk, probe, threshold, users_only=True):
             if n.user_id is not None and n.user_id != exclude_user:
                 best[n.user_id] = min(best.get(n.user_id, np.inf), n.distance)
     ranked = sorted(best.items(), key=lambda item: item[1])[: int(params.get("MaxUsers", MAX_USERS_PAGE))]
-    similarities = calibration.similarity(np.array([d for _, d in ranked]))
+    similarities = engine.calibration.similarity(np.array([d for _, d in ranked]))
     return [
         {"Similarity": float(s), "User": {"UserId": user, "UserStatus": "ACTIVE"}} for (user, _), s in zip(ranked, similarities)
     ]

@@ -121,6 +121,12 @@ class FaceIndex:
         with self._lock:
             return self.collection(collection_pk).vector(face_id)
 
+    def vectors(self, collection_pk: int, face_ids: list[str]) -> list[np.ndarray | None]:
+        """The vectors of ``face_ids`` in one lock (None for a face no longer indexed)."""
+        with self._lock:
+            index = self.collection(collection_pk)
+            return [index.vector(face_id) for face_id in face_ids]
+
     def size(self, collection_pk: int) -> int:
         with self._lock:
             return len(self.collection(collection_pk))
