@@ -153,6 +153,16 @@ def test_review_decisions_are_appended_to_the_chain_linked_to_the_identification
     _verified(console.store)
 
 
+def test_the_cli_audit_show_marks_pending_and_reviewed_identifications(console):
+    pending, rejected = identification(console.store), identification(console.store, similarities=(99.2,))
+    unreviewed = identification(console.store, purpose="photo_library")
+    review.record_review(console.store, rejected["seq"], {rejected["summary"]["candidates"][0]["FaceId"]: "rejected"}, "not him")
+    shown = subprocess.run([FACEGATE, "audit", "show", "--data-dir", str(console.data_dir)], capture_output=True, text=True)
+    lines = {int(line.split()[0]): line for line in shown.stdout.splitlines()}
+    assert lines[pending["seq"]].endswith("review=pending") and lines[rejected["seq"]].endswith("review=rejected")
+    assert "review=" not in lines[unreviewed["seq"]]
+
+
 def test_an_identification_is_decided_once_and_only_in_full(console):
     client = console.logged_in("rita", "reviewer")
     record = identification(console.store, similarities=(99.5, 99.4))

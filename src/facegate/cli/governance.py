@@ -257,19 +257,23 @@ def _verified_records(tx: Transaction) -> tuple[list[dict[str, Any]], bool]:
 @_data_dir
 def audit_show(since: str | None, org: str | None, op: str | None, data_dir: Path | None) -> None:
     """One line per record. Filters read each record as it was hashed; if the log does not
-    verify, a warning follows on stderr and the exit status is 1.
+    verify, a warning follows on stderr and the exit status is 1. An identification that
+    awaits human review ends with `review=pending`; a reviewed one with its outcome
+    (`review=confirmed`, `rejected` or `inconclusive`).
 
     \b
     Example:
       facegate audit show --since 2026-11-01 --op SearchFacesByImage
     """
     from facegate.governance import audit
+    from facegate.governance.review_rules import review_states
 
     store, _ = existing_data_dir(data_dir)
     with store.snapshot() as tx:
         records, verified = _verified_records(tx)
+    reviews = review_states(records)
     for r in audit.matching(records, _since(since), org, op):
-        click.echo(_line(r))
+        click.echo(_line(r) + (f" review={reviews[r['seq']]}" if r.get("seq") in reviews else ""))
     if not verified:
         sys.exit(1)
 

@@ -10,6 +10,7 @@ follows from the audit chain alone; before any such record, ``DEFAULT_REVIEW_PUR
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 IDENTIFICATIONS = frozenset({"SearchFaces", "SearchFacesByImage", "SearchUsers", "SearchUsersByImage"})
@@ -48,3 +49,21 @@ def overall(outcomes: list[str]) -> str:
     if "confirmed" in outcomes:
         return "confirmed"
     return "rejected" if outcomes and all(o == "rejected" for o in outcomes) else "inconclusive"
+
+
+def review_states(records: Iterable[dict[str, Any]]) -> dict[int, str]:
+    """Each identification under review, by seq: ``pending`` or its decision's outcome,
+    from hashed records in chain order (what ``facegate audit show`` marks)."""
+    purposes, states = frozenset(DEFAULT_REVIEW_PURPOSES), {}
+    for record in records:
+        seq, summary = record.get("seq"), record.get("summary")
+        if not isinstance(seq, int):
+            continue
+        purposes = purposes_of(record) or purposes
+        if needs_review(record, purposes):
+            states[seq] = PENDING
+        elif record.get("operation") == REVIEW_DECISION_OPERATION and record.get("status") == 200 and isinstance(summary, dict):
+            decided = summary.get("identification_seq")
+            if states.get(decided) == PENDING and summary.get("outcome") in OUTCOMES:
+                states[decided] = summary["outcome"]
+    return states
