@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from facegate.bench.peer import peer_describe
-from facegate.engine.face_models import DEFAULT_FACE_MODEL, FACE_MODELS, load_engine
+from facegate.engine.face_models import DEFAULT_FACE_MODEL, FACE_MODEL_FAMILIES, load_engine
 from facegate.evaluate.describe import describe_photos, map_photos
 from facegate.evaluate.lfw_pairs import read_pairs
 from facegate.evaluate.stats import kfold_accuracy
@@ -59,7 +59,7 @@ def run_engine_bench(faces_dir: Path, single_process_sample: int = 300, seed: in
     peer_rate = len(paths) / peer_seconds
     peer_readme_rate = len(sample) / peer_single_seconds
     models = {}
-    for name in FACE_MODELS:
+    for name in FACE_MODEL_FAMILIES:  # a -fsn model runs its family's networks
         load_engine(name)
         ours, ours_seconds = _timed(
             lambda: describe_photos(paths, name, policy="center", workers=cores, label=f"facegate {name}")
