@@ -28,6 +28,7 @@ from facegate.governance.identity import resolve
 from facegate.governance.keys import secret_lookup
 from facegate.governance.policy import Policies
 from facegate.governance.rejections import Rejection, RejectionLog
+from facegate.governance.video_worker import start_video_workers
 from facegate.service.context import Service
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.s3_objects import NO_OBJECT_STORE, ObjectReader, configured_reader
@@ -98,8 +99,14 @@ class Facegate:
 
         @asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
-            with rejections.flushing():  # repeat counts reach the audit log every window, and at shutdown
-                yield
+            # Every serving process runs stored-video workers; claims are atomic, so a job
+            # runs in one of them only (governance/video_worker.py).
+            stop_video_workers = start_video_workers(gate.service)
+            try:
+                with rejections.flushing():  # repeat counts reach the audit log every window, and at shutdown
+                    yield
+            finally:
+                stop_video_workers.set()
 
         console, _ = create_console(self.store, self.secrets, self.data_dir, rejections.record,
                                     Path(os.environ.get(REPORTS_DIR_VARIABLE, "reports")))

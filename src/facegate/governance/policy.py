@@ -63,8 +63,13 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
     "SearchUsers": ("UserMatchThreshold", 80.0),
     "SearchUsersByImage": ("UserMatchThreshold", 80.0),
     "AssociateFaces": ("UserMatchThreshold", 75.0),
+    "StartFaceSearch": ("FaceMatchThreshold", 80.0),
 }
 """Each thresholded operation's parameter and Rekognition's default for it."""
+
+VIDEO_OPERATIONS = {op: "stored" for op in ("StartFaceDetection", "GetFaceDetection", "StartFaceSearch", "GetFaceSearch")}
+"""``context.video``: "stored" for recorded video analysed after the event (the EU AI Act's
+post-event identification), "" for still images; a real-time stream would be "live"."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,7 @@ class Policies:
             "consent_required": operation == "IndexFaces" and tags.get("facegate:consent") == "required",
             "consent_valid": consent_valid,
             "s3_buckets": requested_buckets(params),
+            "video": VIDEO_OPERATIONS.get(operation, ""),
         }
         policy_set, annotations = self._policy_set()
         principal = {"type": "Key", "id": identity.access_key_id}

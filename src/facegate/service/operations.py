@@ -1,6 +1,7 @@
 """The Rekognition operations facegate implements, by wire name: one function each.
 
-Everything else in Rekognition's model (video, labels, text, custom labels, liveness)
+Stored video's face operations run as background jobs (``service/video.py``). Everything
+else in Rekognition's model (labels, text, custom labels, liveness, streaming video)
 answers ``UnsupportedOperationException`` rather than a pretend result.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from facegate.service import collections, detection, exceptions, indexing, search, tags, users
+from facegate.service import collections, detection, exceptions, indexing, search, tags, users, video
 from facegate.service.context import Scope, Service
 
 Operation = Callable[[Service, Scope, dict[str, Any]], dict[str, Any]]
@@ -41,6 +42,10 @@ OPERATIONS: dict[str, Operation] = {
     "TagResource": tags.tag_resource,
     "UntagResource": tags.untag_resource,
     "ListTagsForResource": tags.list_tags_for_resource,
+    "StartFaceDetection": video.start_face_detection,
+    "GetFaceDetection": video.get_face_detection,
+    "StartFaceSearch": video.start_face_search,
+    "GetFaceSearch": video.get_face_search,
 }
 
 

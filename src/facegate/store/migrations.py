@@ -103,8 +103,13 @@ def _v6_console(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=tables)
 
 
+def _v7_video_jobs(connection: Connection) -> None:
+    """Durable stored-video jobs (StartFaceDetection, StartFaceSearch): see ``store/video_jobs.py``."""
+    schema.metadata.create_all(connection, tables=[schema.video_jobs])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age, _v6_console
+    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age, _v6_console, _v7_video_jobs
 ]
 
 

@@ -260,3 +260,29 @@ review_candidates = Table(
     Column("similarity", Float),  # 0-100
     Column("outcome", String(16), nullable=False),  # confirmed | rejected | inconclusive
 )
+
+
+# -- v7: stored-video jobs ----------------------------------------------------------------
+
+video_jobs = Table(
+    "video_jobs",
+    metadata,
+    # One StartFaceDetection or StartFaceSearch. A job is IN_PROGRESS until a worker sets
+    # SUCCEEDED or FAILED; a worker holds it only while ``lease_until`` is in the future
+    # (renewed as it runs), so a job whose worker was killed is claimed again once that passes.
+    Column("job_id", String(64), primary_key=True),
+    Column("owner", String(255), nullable=False),  # the organisation that started it
+    Column("operation", String(32), nullable=False),  # FaceDetection | FaceSearch
+    Column("client_token", String(64)),  # ClientRequestToken, when sent
+    Column("request_hash", String(64), nullable=False),  # of the Start* parameters, for idempotency
+    Column("params", Text, nullable=False),  # the Start* parameters, JSON
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | SUCCEEDED | FAILED
+    Column("status_message", Text),
+    Column("result", Text),  # JSON: VideoMetadata and the Faces or Persons, once SUCCEEDED
+    Column("attempts", Integer, nullable=False),  # claims so far; bounded, so a poison video ends FAILED
+    Column("lease_until", Float),  # epoch seconds; NULL: never claimed
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    UniqueConstraint("owner", "operation", "client_token", name="uq_video_jobs_token"),
+    Index("ix_video_jobs_status", "status", "lease_until"),
+)
