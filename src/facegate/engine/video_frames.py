@@ -2,7 +2,7 @@
 
 Faces are looked for in one frame every ``interval_ms`` (the first frame at or after each
 multiple of it), not in every frame: a face stays on screen far longer than 200 ms, and
-detection costs ~25x decoding (see ``service/video.py`` for the measurement). Each frame is
+detection costs ~25x decoding (see ``service/video_analysis.py`` for the measurement). Each frame is
 an upright ``DecodedImage`` at the engine's working resolution, so the engine sees video
 frames exactly as it sees photos. Anything FFmpeg cannot read, and anything beyond the
 bounds below, is a ``VideoRejected`` with a message fit for ``StatusMessage``.
