@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/facegate bench server --out benchmarks/results
 	$(BIN)/facegate bench images --out benchmarks/results
 	$(BIN)/facegate bench load --out benchmarks/results
+	$(BIN)/facegate bench scale --out benchmarks/results
 	$(BIN)/facegate bench console --out benchmarks/results
 
 clean:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,20 @@ spin; one that ran longer is restarted at once."""
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
+BLAS_THREADS_VARIABLE = "OPENBLAS_NUM_THREADS"
+"""numpy's OpenBLAS reads this once, when numpy is first imported."""
+
+
+def one_blas_thread(environment: MutableMapping[str, str]) -> None:
+    """One OpenBLAS thread per server process, unless the operator set a number.
+
+    A server's matrix products are small (one probe against a collection) and run on many
+    request threads at once; OpenBLAS's default of one thread per core makes each of them
+    contend for every core with the others and with detection. Measured on 2 busy cores
+    (issue 11): SearchFacesByImage p99 about 800 ms with 2 threads, about 300 ms with 1.
+    """
+    environment.setdefault(BLAS_THREADS_VARIABLE, "1")
+
 log = logging.getLogger("uvicorn.error")  # the parent's lines read like its workers' uvicorn lines
 
 
@@ -80,10 +94,8 @@ class Supervisor:
         self._data_dir = data_dir
         self._sweep_seconds = sweep_seconds
         self._stopping = False
-        # Each worker gets an equal share of the cores for its matrix products, unless the
-        # operator chose.
         self._environment = dict(os.environ)
-        self._environment.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+        one_blas_thread(self._environment)
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT, then stop the workers gracefully; returns the exit code."""

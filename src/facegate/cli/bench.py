@@ -136,3 +136,21 @@ def console(out_dir: Path, records: int, repeats: int) -> None:
     _write(out_dir / "console.json", result)
     if not result["all_pages_within_budget"]:
         raise click.ClickException(f"a console page is over {result['budget_ms']:.0f} ms at p95; see console.json")
+
+
+@bench.command("scale")
+@_out_option
+@click.option("--size", "sizes", multiple=True, type=click.IntRange(1000), default=(100_000,), show_default=True,
+              help="Faces in the collection (synthetic descriptors); repeat for several sizes.")
+def scale(out_dir: Path, sizes: tuple[int, ...]) -> None:
+    """Start-up, memory per face, SearchFaces latency and connections per request at N faces
+    on SQLite; writes scale.json. Note OPENBLAS_NUM_THREADS in the output: set it as you serve.
+
+    \b
+    Examples:
+      facegate bench scale --out benchmarks/results                 # 100,000 faces
+      facegate bench scale --size 100000 --size 1000000             # the growth curve
+    """
+    from facegate.bench.scale_bench import run_scale_bench
+
+    _write(out_dir / "scale.json", {"runs": [run_scale_bench(size) for size in sizes]})

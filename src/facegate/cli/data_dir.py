@@ -90,8 +90,9 @@ def secret_box(store: Store, directory: Path) -> SecretBox:
     return SecretBox.for_data_dir(directory)
 
 
-def open_data_dir(data_dir: Path | None) -> tuple[Store, SecretBox, Path]:
-    """For ``serve``: the store, the secret box and the resolved directory, each created if missing."""
+def open_data_dir(data_dir: Path | None, load_index: bool = True) -> tuple[Store, SecretBox, Path]:
+    """For ``serve``: the store, the secret box and the resolved directory, each created if
+    missing. ``load_index=False``: the face index is built only if used (see ``Store``)."""
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    return open_store(configured_database_url(directory)), SecretBox.for_data_dir(directory), directory
+    return open_store(configured_database_url(directory), load_index=load_index), SecretBox.for_data_dir(directory), directory

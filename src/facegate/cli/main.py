@@ -1,13 +1,23 @@
 """The ``facegate`` command: the single front door."""
 
-import click
+import os
+import sys
 
-from facegate.cli.bench import bench
-from facegate.cli.console import console_user, review_group
-from facegate.cli.evaluate import evaluate
-from facegate.cli.governance import audit_group, consent, orgs, policy, retention
-from facegate.cli.images import compare, detect
-from facegate.cli.server import keys, serve
+from facegate.supervisor import one_blas_thread
+
+if sys.argv[1:2] == ["serve"]:
+    # Before the imports below load numpy: OpenBLAS sizes its thread pool once, at load.
+    # ``serve --workers N`` passes the same setting on to each worker (supervisor.py).
+    one_blas_thread(os.environ)
+
+import click  # noqa: E402
+
+from facegate.cli.bench import bench  # noqa: E402
+from facegate.cli.console import console_user, review_group  # noqa: E402
+from facegate.cli.evaluate import evaluate  # noqa: E402
+from facegate.cli.governance import audit_group, consent, orgs, policy, retention  # noqa: E402
+from facegate.cli.images import compare, detect  # noqa: E402
+from facegate.cli.server import keys, serve  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

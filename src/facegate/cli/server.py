@@ -58,7 +58,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, face_model:
     # migrate it (once, before workers race to) and to create the first key, then closes it.
     from facegate.supervisor import serve_workers
 
-    store, secrets, _ = open_data_dir(directory)
+    store, secrets, _ = open_data_dir(directory, load_index=False)
     try:
         _announce(f"{workers} worker processes", directory, store, endpoint)
         _create_first_key(store, secrets, endpoint)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from facegate.store.face_index import FaceIndex
 from facegate.store.migrations import current_version, migrate
@@ -32,6 +32,10 @@ before_commit: ContextVar[Callable[[Transaction], None] | None] = ContextVar("be
 
 INDEX_LOG_KEEP_SECONDS = 86_400.0
 """How long index log entries are kept: far longer than any live process takes to catch up."""
+SQLITE_POOL_CONNECTIONS = 8
+"""SQLite connections each process keeps open for reuse. Opening one costs a file open and
+four PRAGMAs, and every index access (each search) needs one; threads beyond this many
+reading at once get a fresh connection, closed again when they return it, so none waits."""
 _WRITE_LOCK_KEY = 0x66616365  # "face": one advisory lock per database serialises facegate's writers
 
 
@@ -40,6 +44,7 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    """Run once per new connection (the pool's ``connect`` event), not per checkout."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -66,37 +71,72 @@ def _queue_behind_other_processes(connection: Connection) -> None:
 class Store:
     """The database plus the in-memory face index that mirrors its committed embeddings."""
 
-    def __init__(self, engine: Engine, dimension: int = 128) -> None:
+    def __init__(self, engine: Engine, dimension: int = 128, load_index: bool = True) -> None:
+        """``load_index=False`` defers building the index to its first use: for a process
+        that only migrates and manages keys (the parent of ``serve --workers``), which
+        then never holds one."""
         self.engine = engine
-        self._index = FaceIndex(dimension)
+        self._dimension = dimension
+        self._index: FaceIndex | None = None
         self._applied_seq = 0
         self._write_lock = threading.Lock()
         self._catch_up_lock = threading.Lock()
         with engine.begin() as connection:
             migrate(connection)
-        self._load_index()
+        if load_index:
+            self._load_index()
 
     def _load_index(self) -> None:
-        """Build the index from the faces table. The log position is read first: replaying
-        changes the load already saw is harmless, because every change is idempotent."""
-        index = FaceIndex(self._index.dimension)
+        """Build the index from the faces table in bulk: each collection's matrix is sized
+        once from a count, then filled a streamed batch at a time by block copies. The log
+        position is read first: replaying changes the load already saw is harmless,
+        because every change is idempotent."""
+        index = FaceIndex(self._dimension)
         with self.engine.connect() as connection:
             tx = Transaction(connection)
             applied = tx.index_log_head()
-            for pk, face_id, vector, user_id in tx.all_face_vectors():
-                index.collection(pk).add(face_id, vector, user_id)
+            for pk, count in tx.face_counts().items():
+                index.collection(pk).reserve(count)
+            for batch in tx.face_vector_batches(self._dimension):
+                pks = np.unique(batch.collection_pks)
+                if len(pks) == 1:  # the usual case: the batch is one collection's
+                    index.collection(int(pks[0])).extend(batch.face_ids, batch.vectors, batch.user_ids)
+                    continue
+                for pk in pks:
+                    rows = np.flatnonzero(batch.collection_pks == pk)
+                    index.collection(int(pk)).extend(
+                        [batch.face_ids[i] for i in rows], batch.vectors[rows], [batch.user_ids[i] for i in rows]
+                    )
         self._index, self._applied_seq = index, applied
 
     @property
     def index(self) -> FaceIndex:
         """The in-memory face index, first brought up to date with every committed change to
         the faces, whichever process made it (another server on the same PostgreSQL
-        database, or a CLI command). When nothing changed this costs two indexed queries."""
+        database, or a CLI command). When nothing changed this costs one query of two
+        primary-key lookups on a pooled connection, and takes no lock."""
         self._catch_up()
+        assert self._index is not None
         return self._index
 
     def _catch_up(self) -> None:
+        """Replay what other transactions committed since this process last looked.
+
+        The "anything new?" check runs outside the lock, so concurrent searches do not queue
+        behind one another when nothing changed (the common case). It is exact: every
+        change gets a larger log sequence number than any before it, so a head at or below
+        what was applied means nothing new, and pruning past it means changes were missed.
+        """
+        if self._index is not None:
+            with self.engine.connect() as connection:
+                head, pruned = Transaction(connection).index_log_position()
+            applied = self._applied_seq
+            if head <= applied and pruned <= applied:
+                return
         with self._catch_up_lock:
+            if self._index is None:
+                self._load_index()
+                return
             with self.engine.connect() as connection:
                 tx = Transaction(connection)
                 # Idle for longer than the log is kept: the changes are gone, the faces are not.
@@ -131,7 +171,7 @@ class Store:
                 if hook is not None:
                     before_commit.set(None)
                     hook(tx)
-            if tx.index_changes:
+            if tx.index_changes and self._index is not None:  # an index not built yet will load them
                 self._catch_up()
 
     @contextmanager
@@ -181,22 +221,28 @@ class DatabaseUnreachable(DatabaseNotFound):
     """The database server at the URL does not answer (so whether one is there is unknown)."""
 
 
-def open_store(url: str, create: bool = True) -> Store:
+def open_store(url: str, create: bool = True, load_index: bool = True) -> Store:
     """Open (creating and migrating as needed) the store at a SQLAlchemy URL. With
-    ``create=False`` nothing is created: a missing database raises ``DatabaseNotFound``."""
+    ``create=False`` nothing is created: a missing database raises ``DatabaseNotFound``.
+    With ``load_index=False`` the face index is built only when first used."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             if not create and not Path(path).is_file():
                 raise DatabaseNotFound(f"no database file {path}")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, poolclass=NullPool)
+        # Pooled: a request reuses connections instead of opening one per index access.
+        # Writes still commit with a full fsync, and a pooled reader sees every commit at
+        # its next statement (no transaction stays open between checkouts: the pool rolls
+        # back on return), so other processes' writes are seen as before.
+        engine = create_engine(url, poolclass=QueuePool, pool_size=SQLITE_POOL_CONNECTIONS, max_overflow=-1,
+                               connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if not create:
         _require_facegate_schema(engine)
-    return Store(engine)
+    return Store(engine, load_index=load_index)
 
 
 def _require_facegate_schema(engine: Engine) -> None:

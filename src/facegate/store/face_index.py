@@ -48,6 +48,28 @@ class CollectionIndex:
         self._user_ids.append(user_id)
         self._rows[face_id] = row
 
+    def reserve(self, count: int) -> None:
+        """Room for ``count`` faces in all, so a bulk load fills one matrix without regrowing."""
+        if count > len(self._vectors):
+            grown = np.empty((count, self._vectors.shape[1]), dtype=np.float32)
+            grown[: len(self._face_ids)] = self._vectors[: len(self._face_ids)]
+            self._vectors = grown
+
+    def extend(self, face_ids: list[str], vectors: np.ndarray, user_ids: list[str | None]) -> None:
+        """``add`` for many faces at once (start-up's bulk load): one block copy, not a row
+        each. Faces already indexed, or repeated in the batch, are added once, as ``add`` does."""
+        if any(face_id in self._rows for face_id in face_ids) or len(set(face_ids)) < len(face_ids):
+            for face_id, vector, user_id in zip(face_ids, vectors, user_ids):
+                self.add(face_id, vector, user_id)
+            return
+        start, end = len(self._face_ids), len(self._face_ids) + len(face_ids)
+        if end > len(self._vectors):
+            self.reserve(max(end, 2 * len(self._vectors)))
+        self._vectors[start:end] = vectors
+        self._face_ids.extend(face_ids)
+        self._user_ids.extend(user_ids)
+        self._rows.update(zip(face_ids, range(start, end)))
+
     def remove(self, face_id: str) -> None:
         row = self._rows.pop(face_id, None)
         if row is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,22 @@ from facegate.store.records import (
 )
 
 _INDEX_LOG_PRUNED = "index_log_pruned_through"
+
+FACE_VECTOR_BATCH = 1024
+"""Faces fetched per round trip when the index is loaded in bulk: enough that per-batch
+overhead vanishes, few enough that the rows in flight (about 1 kB each as Python objects,
+whose memory the allocator keeps) add little to the resident size. Measured at 100,000
+faces on SQLite: 1,024 adds 4% to the index's RSS, 20,000 added 45% and was no faster."""
+
+
+@dataclass(frozen=True)
+class FaceVectorBatch:
+    """A slice of the faces table laid out for the index: row i of each field is one face."""
+
+    collection_pks: np.ndarray  # int64, one per face
+    face_ids: list[str]
+    vectors: np.ndarray  # float32, (faces, dimension)
+    user_ids: list[str | None]
 
 
 def _collection(row) -> CollectionRecord:  # type: ignore[no-untyped-def]
@@ -278,9 +295,42 @@ class Transaction:
         for row in self.connection.execute(select(f.collection_pk, f.face_id, f.embedding, f.user_id)):
             yield row.collection_pk, row.face_id, np.frombuffer(row.embedding, dtype="<f4"), row.user_id
 
+    def face_counts(self) -> dict[int, int]:
+        """Faces per collection pk, so a bulk load can size each matrix once."""
+        f = schema.faces.c
+        return {pk: n for pk, n in self.connection.execute(select(f.collection_pk, func.count()).group_by(f.collection_pk))}
+
+    def face_vector_batches(self, dimension: int) -> Iterator[FaceVectorBatch]:
+        """Every stored face, ``FACE_VECTOR_BATCH`` rows at a time, embeddings as one (rows, dimension)
+        float32 matrix per batch: for building the index in bulk at start-up.
+
+        The rows are streamed (a server-side cursor on PostgreSQL, whose driver would
+        otherwise buffer the whole result, about 1 kB per face), and each batch's blobs
+        become one matrix in a single ``np.frombuffer`` instead of an array per face.
+        """
+        f = schema.faces.c
+        result = self.connection.execute(
+            select(f.collection_pk, f.face_id, f.embedding, f.user_id),
+            execution_options={"stream_results": True, "yield_per": FACE_VECTOR_BATCH},
+        )
+        for rows in result.partitions():
+            pks, face_ids, embeddings, user_ids = zip(*rows)  # columns, without a Python step per row
+            vectors = np.frombuffer(b"".join(embeddings), dtype="<f4").reshape(len(rows), dimension)
+            yield FaceVectorBatch(np.array(pks, dtype=np.int64), list(face_ids), vectors.astype(np.float32, copy=False), list(user_ids))
+
     def index_log_head(self) -> int:
         """The last logged index change's sequence number (0 before any)."""
         return self.connection.execute(select(func.coalesce(func.max(schema.index_log.c.seq), 0))).scalar_one()
+
+    def index_log_position(self) -> tuple[int, int]:
+        """(head, pruned through) of the index log in one round trip: a process whose index
+        has applied the head, and not fallen behind pruning, has nothing to replay. Both are
+        primary-key lookups, so this costs the same at any number of faces."""
+        log, s = schema.index_log.c, schema.settings.c
+        head = select(func.coalesce(func.max(log.seq), 0)).scalar_subquery()
+        pruned = select(s.value).where(s.key == _INDEX_LOG_PRUNED).scalar_subquery()
+        row = self.connection.execute(select(head, pruned)).one()
+        return int(row[0]), int(row[1] or 0)
 
     def index_log_pruned_through(self) -> int:
         """The last sequence number pruning removed (0 if never): a process that has not
