@@ -32,9 +32,10 @@ pyramids alone take tens of MB, freed memory is handed back to the OS at once (s
 class FaceEngine:
     """Pure computation over decoded images; holds no per-request state.
 
-    ``name`` is the face model's name (``--face-model``); ``version`` is its ``FaceModelVersion``: it names everything that shapes a
-    descriptor or a similarity, is stored with each collection and face, and decides which
-    engine searches a collection. ``alignment_landmarks`` predicts the points the aligners
+    ``name`` is the face model's name (``--face-model``); ``version`` becomes
+    ``model_version``, its ``FaceModelVersion``: it names everything that shapes a descriptor
+    or a similarity, is stored with each collection and face, and decides which engine
+    searches a collection. ``alignment_landmarks`` predicts the points the aligners
     need from each box; when it is None the detector's own keypoints are used (YuNet's).
     ``describer`` and ``embedder`` are factories, called once on first use.
     ``aligners`` are the views of each face that are embedded and averaged, each also
@@ -58,7 +59,7 @@ class FaceEngine:
         normalisation: ScoreNormalisation | None = None,
     ) -> None:
         self.name = name
-        self.version = version
+        self.model_version = version
         self.detector = detector
         self.alignment_landmarks = alignment_landmarks
         self._describer_factory = describer
@@ -87,10 +88,6 @@ class FaceEngine:
             if self._describer is None:
                 self._describer = self._describer_factory()
             return self._describer
-
-    @property
-    def model_version(self) -> str:
-        return self.version
 
     def detect(self, image: DecodedImage, *, details: bool = True) -> list[Face]:
         """Faces, largest first, in the original image's pixels. With ``details``, also
