@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/facegate bench load --out benchmarks/results
 	$(BIN)/facegate bench scale --out benchmarks/results
 	$(BIN)/facegate bench console --out benchmarks/results
+	OPENBLAS_NUM_THREADS=1 $(BIN)/facegate bench index --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -154,3 +154,21 @@ def scale(out_dir: Path, sizes: tuple[int, ...]) -> None:
     from facegate.bench.scale_bench import run_scale_bench
 
     _write(out_dir / "scale.json", {"runs": [run_scale_bench(size) for size in sizes]})
+
+
+@bench.command("index")
+@_out_option
+@click.option("--size", "sizes", multiple=True, type=click.IntRange(1000), default=(100_000,), show_default=True,
+              help="Faces in the index (synthetic clustered descriptors); repeat for several sizes.")
+def index(out_dir: Path, sizes: tuple[int, ...]) -> None:
+    """The in-memory index's scan, quantised against the float32 scan it replaced, in the same
+    run: p50 per search and bytes per face; writes index_scan.json. No server, no database.
+
+    \b
+    Examples:
+      facegate bench index --out benchmarks/results                 # 100,000 faces
+      OPENBLAS_NUM_THREADS=1 facegate bench index --size 100000 --size 1000000
+    """
+    from facegate.bench.index_bench import run_index_bench
+
+    _write(out_dir / "index_scan.json", {"runs": [run_index_bench(size) for size in sizes]})
