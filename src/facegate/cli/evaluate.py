@@ -74,21 +74,51 @@ def lfw(pairs_file: Path, images_dir: Path, as_json: bool, face_model: str, fit_
 @click.argument("dataset_dir", type=_existing_dir)
 @click.argument("labels_tsv", type=_existing_file)
 @click.option("--by", default="race,gender", show_default=True, help="Attribute columns that form the groups.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object keyed by group.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (groups, and by_size when measured).")
 @_face_model
-def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool, face_model: str) -> None:
-    """Detection recall and precision per demographic group, on single-face crops.
+@click.option(
+    "--boxes", "labelled_boxes", type=(_existing_file, _existing_dir), multiple=True, metavar="XML IMAGES_DIR",
+    help="Hand-labelled boxes (dlib imglab XML) and the folder of their photos, for recall by face size. Repeatable.",
+)
+@click.option(
+    "--canvas-photos", default=0, show_default=True,
+    help="Also paste a seeded sample of this many DATASET_DIR photos small onto 1280x720 and 1920x1080 canvases.",
+)
+@click.option(
+    "--backgrounds", "background_dirs", type=_existing_dir, multiple=True,
+    help="A folder of group photos that also serve as canvas backgrounds (beside plain, noise and texture). Repeatable.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seeds the canvas photo sample and layout.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write report.md/.html/.json and a plot here.")
+def detection(
+    dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool, face_model: str,
+    labelled_boxes: tuple[tuple[Path, Path], ...], canvas_photos: int, background_dirs: tuple[Path, ...], seed: int,
+    out_dir: Path | None,
+) -> None:
+    """Detection recall and precision per demographic group on single-face crops, and
+    recall by face size (<40, 40–80, 80–160, >160 px) with median latency.
 
     Every labelled photo under DATASET_DIR must hold exactly one face (as UTKFace's
     crops do): a photo with no detection is a miss, extra detections are false positives.
+    Recall by face size is measured on the --boxes photos and on canvases made in memory
+    from --canvas-photos of those crops (nothing is written but the report).
 
     \b
-    Example:
+    Examples:
       facegate evaluate detection ../shared/faces/utkface_mattans ../shared/faces/DEMOGRAPHICS.tsv
+      facegate evaluate detection ../shared/faces/utkface_mattans ../shared/faces/DEMOGRAPHICS.tsv \\
+          --boxes ../shared/faces/dlib_faces/_labels/testing.xml ../shared/faces/dlib_faces/_unlabeled_or_multiface \\
+          --boxes ../shared/faces/dlib_faces/_labels/training.xml ../shared/faces/dlib_faces/_unlabeled_or_multiface \\
+          --canvas-photos 120 --backgrounds ../shared/faces/faceapi_bbt/_unlabeled_or_multiface --out reports/detection
     """
+    from datetime import datetime, timezone
+
+    from facegate.evaluate.datasets import PHOTO_SUFFIXES
     from facegate.evaluate.describe import count_faces, map_photos
-    from facegate.evaluate.detection import detection_rates_by_group
+    from facegate.evaluate.detection import detection_rates_by_group, read_imglab
+    from facegate.evaluate.face_sizes import make_canvases, size_report
     from facegate.evaluate.labels import read_labels
+    from facegate.evaluate.report import write_detection_report
 
     columns = [c.strip() for c in by.split(",") if c.strip()]
     photos = [p for p in read_labels(labels_tsv, under=dataset_dir) if all(c in p.attributes for c in columns)]
@@ -96,11 +126,34 @@ def detection(dataset_dir: Path, labels_tsv: Path, by: str, as_json: bool, face_
     groups = {str(p.path): "×".join(p.attributes[c] for c in columns) for p in photos}
     counts = map_photos(functools.partial(count_faces, model=face_model), paths, label="detecting")
     rates = detection_rates_by_group(list(zip(paths, counts)), groups)
+    engine = load_engine(face_model)
+    report = {"dataset": str(dataset_dir), "model_version": engine.model_version, "groups_by": columns, "groups": rates,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if labelled_boxes or canvas_photos:
+        labelled = [photo for xml, images in labelled_boxes for photo in read_imglab(xml, images)]
+        backgrounds = sorted(p for d in background_dirs for p in d.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        try:
+            made, sources = make_canvases([p.path for p in photos], backgrounds, canvas_photos, seed) if canvas_photos else ([], 0)
+        except ValueError as exc:  # no photo with exactly one face to paste
+            raise click.ClickException(str(exc)) from exc
+        report["by_size"] = size_report(engine.detector, labelled, made, sources, groups)
+    if out_dir is not None:
+        write_detection_report(report, out_dir)
     if as_json:
-        click.echo(json.dumps({"groups_by": columns, "groups": rates}, indent=2))
+        click.echo(json.dumps(report, indent=2))
         return
     for group, r in rates.items():
         click.echo(f"{group:24s} photos {r['photos']:5d}  recall {r['recall']:.3f}  precision {r['precision']:.3f}")
+    for name, summary in _size_sets(report.get("by_size", {})).items():
+        bins = "  ".join(f"{label} {_or_na(cell['recall'])} ({cell['found']}/{cell['faces']})"
+                         for label, cell in summary["recall_by_size"].items())
+        click.echo(f"{name:24s} {bins}  false boxes {summary['false_boxes']}  p50 {1000 * summary['p50_seconds']:.0f} ms")
+
+
+def _size_sets(by_size: dict) -> dict[str, dict]:
+    """The labelled photos and each canvas size, as rows of the recall-by-size summary."""
+    sets = {"labelled photos": by_size["labelled"]} if "labelled" in by_size else {}
+    return sets | {f"canvases {k}": v for k, v in by_size.get("canvases", {}).get("by_canvas_size", {}).items()}
 
 
 @evaluate.command("boxes")

@@ -34,7 +34,14 @@ NMS_THRESHOLD = 0.3
 
 MAX_PIXELS = 1920 * 1088
 """The full-resolution pass sees at most this many pixels (a padded full-HD frame, about
-75 ms on one core); a larger image is scaled down to it first."""
+75 ms on one core); a larger image is scaled down to it first.
+
+The engine's working images (at most 1920x1080) are thus scanned at full resolution, and
+that finds faces down to 40 px (issue 10): of faces of 40–60 px pasted onto 1280x720 and
+1920x1080 canvases by ``facegate evaluate detection``, 97.2% of 2,160 from UTKFace and
+99.9% of 2,160 from LFW. No enlarged pass is added: on 648 such faces one at 1.5x found
+99.1% instead of 96.9%, at 3.4 times the median time, with four boxes on ``dlib_faces``
+photos that the labels lack (at 2x, 99.7% at 10 times the time)."""
 
 LARGE_FACE_SIDE = 320
 """Faces fill at most this many pixels at the second, reduced pass: images whose shorter
