@@ -28,7 +28,7 @@ from facegate.governance.s3_access import set_allowed_buckets
 from facegate.store.s3_objects import S3ObjectReader, ObjectLocation, ObjectTooLarge, ObjectUnavailable
 from tests.support.cli_server import client_factory
 from tests.support.photos import encode, lfw_photo
-from tests.support.s3 import ADMIN, admin_client, enforcing_iam, moto_endpoint, user_reading_only, versioned_bucket
+from tests.support.s3 import ADMIN, client_with_bucket, endpoint, enforcing_iam, user_reading_only, versioned_bucket  # noqa: F401 (endpoint is a fixture)
 from tests.support.server import running_server
 
 BUCKET = "photos"
@@ -36,16 +36,8 @@ FIFTEEN_MB = 15 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_endpoint() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def s3(endpoint):
-    client = admin_client(endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return client_with_bucket(endpoint, BUCKET)
 
 
 @pytest.fixture(scope="module")

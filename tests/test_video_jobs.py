@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from facegate.store.database import open_store, sqlite_url
 from facegate.store.s3_objects import S3ObjectReader
 from tests.support.cli_server import client_factory
 from tests.support.photos import lfw_photo
-from tests.support.s3 import ADMIN, admin_client, moto_endpoint
+from tests.support.s3 import ADMIN, admin_client, client_with_bucket, endpoint  # noqa: F401 (endpoint is a fixture)
 from tests.support.server import running_server
 from tests.support.videos import Appearance, build_video
 from tests.support.wire_contract import assert_matches_output_shape
@@ -38,16 +37,8 @@ STRANGER = (3400, 4600)  # and Tony Blair, never enrolled, from 3.4 s until 4.6 
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_endpoint() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def s3(endpoint):
-    client = admin_client(endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return client_with_bucket(endpoint, BUCKET)
 
 
 def reader(endpoint: str) -> S3ObjectReader:

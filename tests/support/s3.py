@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -30,6 +31,20 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """One moto server per test module that imports this fixture."""
+    with moto_endpoint() as url:
+        yield url
+
+
+def client_with_bucket(endpoint: str, bucket: str) -> Any:
+    """An administrator's S3 client for ``endpoint``, with ``bucket`` created."""
+    client = admin_client(endpoint)
+    client.create_bucket(Bucket=bucket)
+    return client
 
 
 def admin_client(endpoint: str, service: str = "s3") -> Any:
