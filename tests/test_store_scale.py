@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
+from facegate.cli.data_dir import existing_data_dir
 from facegate.bench.local_server import free_port, start_serve_process, worker_pids
 from facegate.bench.scale_bench import fill
 from facegate.store import transaction
@@ -138,6 +140,26 @@ def test_a_store_opened_without_its_index_reads_no_faces_until_searched(any_data
         assert store.index_disagreements() == []
     finally:
         store.close()
+
+
+def test_a_cli_command_that_does_not_search_reads_no_faces(tmp_path):
+    filled = open_store(sqlite_url(tmp_path))
+    fill(filled, _collection(filled, "held"), 30, seed=5)
+    filled.close()
+    statements: list[str] = []
+
+    def record(_c, _cur, sql, *_):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+
+    event.listen(Engine, "before_cursor_execute", record)  # every engine, from the moment it opens
+    try:
+        store, _ = existing_data_dir(tmp_path)
+        with store.reader() as tx:  # what `facegate keys list` reads
+            tx.count_access_keys()
+        store.close()
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert statements and not [s for s in statements if "FROM faces" in s]
 
 
 _OPENBLAS_THREADS = """

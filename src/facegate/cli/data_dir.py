@@ -48,12 +48,14 @@ def _not_found(directory: Path, how: str, detail: str) -> click.ClickException:
 
 
 def existing_data_dir(data_dir: Path | None) -> tuple[Store, Path]:
-    """The store and directory of an existing data directory; creates nothing."""
+    """The store and directory of an existing data directory; creates nothing. Like every
+    CLI command's store, its face index is built only if the command searches: listing keys
+    or verifying the audit of a million-face database must not load a million faces."""
     directory, how = _resolved(data_dir)
     if not directory.is_dir():
         raise _not_found(directory, how, "the directory does not exist")
     try:
-        return open_store(configured_database_url(directory), create=False), directory
+        return open_store(configured_database_url(directory), create=False, load_index=False), directory
     except DatabaseNotFound as exc:
         raise _not_found(directory, how, str(exc)) from exc
 
@@ -64,13 +66,13 @@ def creating_data_dir(data_dir: Path | None) -> tuple[Store, Path]:
     directory, how = _resolved(data_dir)
     url = configured_database_url(directory)
     try:
-        return open_store(url, create=False), directory
+        return open_store(url, create=False, load_index=False), directory
     except DatabaseUnreachable as exc:
         raise _not_found(directory, how, str(exc)) from exc
     except DatabaseNotFound:
         pass
     directory.mkdir(parents=True, exist_ok=True)
-    store = open_store(url)
+    store = open_store(url, load_index=False)
     click.echo(f"facegate: there was no database for {directory} ({how}); created a new one. "
                "If your server uses another data directory, pass --data-dir.", err=True)
     return store, directory
