@@ -98,7 +98,7 @@ def errors(faces: list[ReferenceFace], names: tuple[str, ...]) -> np.ndarray:
     """(faces, names) distances from the 68-point model's landmark, in IOD."""
     out = []
     for face in faces:
-        ours, theirs = landmarks_from_five(face.keypoints, face.box), rekognition_landmarks(face.points68)
+        ours, theirs = landmarks_from_five(face.keypoints), rekognition_landmarks(face.points68)
         out.append([math.dist(ours[name], theirs[name]) / face.iod for name in names])
     return np.array(out)
 
@@ -130,7 +130,7 @@ def similarity(points: np.ndarray, degrees: float, scale: float, shift: tuple[fl
 
 
 def test_every_landmark_type_is_reported_and_the_measured_ones_are_the_keypoints():
-    marks = landmarks_from_five(KEYPOINTS, PixelBox(70, 70, 170, 200))
+    marks = landmarks_from_five(KEYPOINTS)
     assert set(marks) == set(LANDMARK_TYPES) and len(marks) == 30
     for name, index in [("eyeLeft", 0), ("eyeRight", 1), ("nose", 2), ("mouthLeft", 3), ("mouthRight", 4)]:
         assert marks[name] == tuple(KEYPOINTS[index])
@@ -138,9 +138,9 @@ def test_every_landmark_type_is_reported_and_the_measured_ones_are_the_keypoints
 
 
 def test_landmarks_turn_scale_and_move_with_the_keypoints():
-    before = landmarks_from_five(KEYPOINTS, PixelBox(70, 70, 170, 200))
+    before = landmarks_from_five(KEYPOINTS)
     moved = similarity(KEYPOINTS, 25.0, 1.7, (40.0, -12.0))
-    after = landmarks_from_five(moved, PixelBox(0, 0, 1, 1))
+    after = landmarks_from_five(moved)
     for name in LANDMARK_TYPES:
         expected = similarity(np.array([before[name]]), 25.0, 1.7, (40.0, -12.0))[0]
         assert np.allclose(after[name], expected, atol=1e-9), name
@@ -149,8 +149,8 @@ def test_landmarks_turn_scale_and_move_with_the_keypoints():
 def test_mirrored_keypoints_give_mirrored_landmarks_with_left_and_right_swapped():
     width = 250.0
     mirrored = KEYPOINTS[[1, 0, 2, 4, 3]] * [-1, 1] + [width, 0]
-    marks = landmarks_from_five(KEYPOINTS, PixelBox(70, 70, 170, 200))
-    mirror_marks = landmarks_from_five(mirrored, PixelBox(80, 70, 180, 200))
+    marks = landmarks_from_five(KEYPOINTS)
+    mirror_marks = landmarks_from_five(mirrored)
     for name in LANDMARK_TYPES:
         twin = _swap_sides(name)
         assert np.allclose(mirror_marks[twin], (width - marks[name][0], marks[name][1]), atol=1e-9), name
@@ -170,7 +170,7 @@ def test_turning_the_keypoints_clockwise_adds_that_angle_to_roll_only():
 
 def test_keypoints_of_the_wrong_shape_are_refused():
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
-        landmarks_from_five(KEYPOINTS[:4], PixelBox(0, 0, 1, 1))
+        landmarks_from_five(KEYPOINTS[:4])
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         estimate_pose_from_five(np.zeros((68, 2)))
 
@@ -183,7 +183,7 @@ def test_all_landmarks_lie_in_or_near_the_face_box(reference_faces):
     assert len(reference_faces) >= 100
     for face in reference_faces:
         box = face.box
-        for name, (x, y) in landmarks_from_five(face.keypoints, box).items():
+        for name, (x, y) in landmarks_from_five(face.keypoints).items():
             assert box.left - box.width / 4 <= x <= box.right + box.width / 4, name
             assert box.top - box.height / 4 <= y <= box.bottom + box.height / 4, name
 
@@ -208,7 +208,7 @@ def test_left_and_right_landmarks_keep_the_image_order_on_upright_frontal_faces(
     frontal = [f for f, pose in zip(reference_faces, poses) if abs(pose.roll) < 15 and abs(pose.yaw) < 25]
     assert len(frontal) >= 60
     for face in frontal:
-        marks = landmarks_from_five(face.keypoints, face.box)
+        marks = landmarks_from_five(face.keypoints)
         for groups, axis in [(row, 0) for row in rows] + [(column, 1) for column in columns]:
             spans = [[marks[name][axis] for name in group.split()] for group in groups]
             assert all(max(a) < min(b) for a, b in zip(spans, spans[1:])), (groups, spans)

@@ -19,4 +19,4 @@ class FivePointDescriber:
     def describe(
         self, pixels: np.ndarray, detection: Detection, points: np.ndarray
     ) -> tuple[dict[str, tuple[float, float]], Pose]:
-        return landmarks_from_five(points, detection.box), estimate_pose_from_five(points)
+        return landmarks_from_five(points), estimate_pose_from_five(points)

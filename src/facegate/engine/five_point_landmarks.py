@@ -77,7 +77,7 @@ from __future__ import annotations
 import numpy as np
 
 from facegate.engine.pose import GenericHead
-from facegate.engine.results import PixelBox, Pose
+from facegate.engine.results import Pose
 
 _ANCHOR_DEPTH = {"eyeLeft": 0.0, "eyeRight": 0.0, "eyes": 0.0, "mouth": 0.0, "nose": 1.0}
 """Depth of each anchor in nose-tip units: the eyes and mouth corners define the face's
@@ -129,14 +129,12 @@ tip 25 mm in front of their plane at 0.55 of the way down (the drop YuNet's keyp
 show), as in the 68-point generic head of ``pose.py``."""
 
 
-def landmarks_from_five(points5: np.ndarray, box: PixelBox) -> dict[str, tuple[float, float]]:
+def landmarks_from_five(points5: np.ndarray) -> dict[str, tuple[float, float]]:
     """All 30 Rekognition landmark types in pixels, from (5, 2) pixel keypoints in YuNet's
     order (eye centres, nose tip, mouth corners; image-left first).
 
-    ``box`` is the detector's face box. The template does not need it: the box's sides
-    lie on the face's outline, but fitting the jawline to them gained 0.016 IOD and loses
-    the template's turning with the face; it is taken so that every describer is given the
-    whole detection."""
+    The detector's box is not used: its sides lie on the face's outline, but fitting the
+    jawline to them gained only 0.016 IOD and lost the template's turning with the face."""
     if np.shape(points5) != (5, 2):
         raise ValueError(f"expected (5, 2) keypoints, got {np.shape(points5)}")
     eye_left, eye_right, nose, mouth_left, mouth_right = np.asarray(points5, dtype=np.float64)
