@@ -54,6 +54,10 @@ def configured_database_url(data_dir: Path) -> str:
     return os.environ.get(DATABASE_URL_VARIABLE) or sqlite_url(data_dir)
 
 
+INDEX_DIRECTORY = "index"
+"""Where in the data directory the face index snapshot lives (``store/index_snapshot.py``)."""
+
+
 @dataclass
 class Facegate:
     """Everything a running instance holds."""
@@ -72,7 +76,7 @@ class Facegate:
         """``objects``: where ``S3Object`` images are read from; by default the store that
         ``$FACEGATE_S3_ENDPOINT_URL`` names (``store/s3_objects.py``), else none."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(database_url or configured_database_url(data_dir))
+        store = open_store(database_url or configured_database_url(data_dir), index_dir=data_dir / INDEX_DIRECTORY)
         return cls(
             data_dir, store, SecretBox.for_data_dir(data_dir), engine or load_engine(configured_face_model()),
             objects or configured_reader(),

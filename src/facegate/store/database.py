@@ -9,6 +9,7 @@ spares us lock-upgrade deadlocks) and across processes by the database itself (s
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +23,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import QueuePool
 
 from facegate.store.face_index import FaceIndex
+from facegate.store.index_snapshot import IndexSnapshots, LogMark, Snapshot
 from facegate.store.migrations import current_version, migrate
 from facegate.store.transaction import Transaction
 
+
+log = logging.getLogger(__name__)
 
 before_commit: ContextVar[Callable[[Transaction], None] | None] = ContextVar("before_commit", default=None)
 """Per request (per thread of control): called once, inside the next write transaction."""
@@ -36,6 +40,11 @@ SQLITE_POOL_CONNECTIONS = 8
 """SQLite connections each process keeps open for reuse. Opening one costs a file open and
 four PRAGMAs, and every index access (each search) needs one; threads beyond this many
 reading at once get a fresh connection, closed again when they return it, so none waits."""
+COMPACT_MIN_ROWS = 20_000
+COMPACT_FRACTION = 0.05
+"""A new snapshot is written once faces added or removed since the last one reach this many,
+or this fraction of the snapshot's faces if more: the added ones are held privately by every
+process (about 550 B each), the removed ones are still scanned."""
 _WRITE_LOCK_KEY = 0x66616365  # "face": one advisory lock per database serialises facegate's writers
 
 
@@ -69,25 +78,50 @@ def _queue_behind_other_processes(connection: Connection) -> None:
 
 
 class Store:
-    """The database plus the in-memory face index that mirrors its committed embeddings."""
+    """The database plus the face index that mirrors its committed embeddings."""
 
-    def __init__(self, engine: Engine, dimension: int = 128, load_index: bool = True) -> None:
+    def __init__(self, engine: Engine, dimension: int = 128, load_index: bool = True, index_dir: Path | None = None) -> None:
         """``load_index=False`` defers building the index to its first use: for a process
         that only migrates and manages keys (the parent of ``serve --workers``), which
-        then never holds one."""
+        then never holds one. With an ``index_dir`` the index is kept there as a snapshot
+        that every process on the node maps (``store/index_snapshot.py``)."""
         self.engine = engine
         self._dimension = dimension
         self._index: FaceIndex | None = None
         self._applied_seq = 0
         self._write_lock = threading.Lock()
         self._catch_up_lock = threading.Lock()
+        self._snapshots = None if index_dir is None else IndexSnapshots(index_dir)
+        self._snapshot_marker: tuple[int, int] | None = None
+        self._compacting = threading.Lock()
         with engine.begin() as connection:
             migrate(connection)
         if load_index:
             self._load_index()
 
     def _load_index(self) -> None:
-        """Build the index from the faces table in bulk: each collection's matrix is sized
+        """Map the node's snapshot and replay the log since it; without a valid one, build the
+        index from the database and write the snapshot for the next process. The exclusive
+        lock makes the other workers of a starting server wait for that one build, then map it."""
+        if self._snapshots is None:
+            self._index, self._applied_seq = self._index_from_database()
+            return
+        with self._snapshots.locked(exclusive=True):
+            snapshot = self._valid_snapshot()
+            if snapshot is None:
+                index, applied = self._index_from_database()
+                try:
+                    self._snapshots.write(index, self._log_mark(applied), holding_lock=True)
+                except OSError as exc:  # a full or read-only disk costs memory and start-up time, not service
+                    log.warning("could not write the index snapshot to %s: %s", self._snapshots.directory, exc)
+                    self._index, self._applied_seq = index, applied
+                    return
+                snapshot = self._valid_snapshot()
+                assert snapshot is not None
+        self._use_snapshot(snapshot)
+
+    def _index_from_database(self) -> tuple[FaceIndex, int]:
+        """Build the index from the faces table in bulk: each collection's block is sized
         once from a count, then filled a streamed batch at a time by block copies. The log
         position is read first: replaying changes the load already saw is harmless,
         because every change is idempotent."""
@@ -107,20 +141,55 @@ class Store:
                     index.collection(int(pk)).extend(
                         [batch.face_ids[i] for i in rows], batch.vectors[rows], [batch.user_ids[i] for i in rows]
                     )
-        self._index, self._applied_seq = index, applied
+        return index, applied
+
+    def _log_mark(self, seq: int) -> LogMark:
+        with self.engine.connect() as connection:
+            entry = Transaction(connection).index_log_entry(seq)
+        return LogMark(seq) if entry is None else LogMark(seq, entry[0], entry[1])
+
+    def _valid_snapshot(self) -> Snapshot | None:
+        """The node's snapshot, if it is of this database and the log still reaches back to it."""
+        assert self._snapshots is not None
+        snapshot = self._snapshots.open()
+        if snapshot is None or snapshot.dimension != self._dimension:
+            return None
+        with self.engine.connect() as connection:
+            tx = Transaction(connection)
+            head, pruned = tx.index_log_position()
+            entry = tx.index_log_entry(snapshot.mark.seq) if snapshot.mark.seq else None
+        if head < snapshot.mark.seq or pruned > snapshot.mark.seq:
+            return None
+        if snapshot.mark.seq and entry != (snapshot.mark.recorded_at, snapshot.mark.face_id):
+            return None
+        return snapshot
+
+    def _use_snapshot(self, snapshot: Snapshot) -> None:
+        """Make the snapshot's index current, brought up to date from the log first, so
+        searches switch from the old index to a complete new one in one assignment."""
+        assert self._snapshots is not None
+        marker = self._snapshots.marker()
+        index, applied = snapshot.face_index(), snapshot.mark.seq
+        with self.engine.connect() as connection:
+            changes = Transaction(connection).index_changes_after(applied)
+        if changes:
+            index.apply(change for _, change in changes)
+            applied = changes[-1][0]
+        self._index, self._applied_seq, self._snapshot_marker = index, applied, marker
 
     @property
     def index(self) -> FaceIndex:
-        """The in-memory face index, first brought up to date with every committed change to
-        the faces, whichever process made it (another server on the same PostgreSQL
-        database, or a CLI command). When nothing changed this costs one query of two
-        primary-key lookups on a pooled connection, and takes no lock."""
+        """The face index, first brought up to date with every committed change to the
+        faces, whichever process made it (another server on the same PostgreSQL database,
+        or a CLI command). When nothing changed this costs one query of two primary-key
+        lookups on a pooled connection and one ``stat``, and takes no lock."""
         self._catch_up()
         assert self._index is not None
         return self._index
 
     def _catch_up(self) -> None:
-        """Replay what other transactions committed since this process last looked.
+        """Replay what other transactions committed since this process last looked, or map
+        the snapshot another process published.
 
         The "anything new?" check runs outside the lock, so concurrent searches do not queue
         behind one another when nothing changed (the common case). It is exact: every
@@ -128,30 +197,89 @@ class Store:
         what was applied means nothing new, and pruning past it means changes were missed.
         """
         if self._index is not None:
+            republished = self._snapshots is not None and self._snapshots.marker() != self._snapshot_marker
             with self.engine.connect() as connection:
                 head, pruned = Transaction(connection).index_log_position()
             applied = self._applied_seq
-            if head <= applied and pruned <= applied:
+            if head <= applied and pruned <= applied and not republished:
                 return
         with self._catch_up_lock:
             if self._index is None:
                 self._load_index()
-                return
-            with self.engine.connect() as connection:
-                tx = Transaction(connection)
-                # Idle for longer than the log is kept: the changes are gone, the faces are not.
-                missed_pruned = tx.index_log_pruned_through() > self._applied_seq
-                changes = [] if missed_pruned else tx.index_changes_after(self._applied_seq)
-            if missed_pruned:
-                self._load_index()
-            elif changes:
-                self._index.apply(change for _, change in changes)
-                self._applied_seq = changes[-1][0]
+            elif not self._switched_to_new_snapshot():
+                self._replay_log()
+        self._compact_when_worthwhile()
+
+    def _switched_to_new_snapshot(self) -> bool:
+        if self._snapshots is None or self._snapshots.marker() == self._snapshot_marker:
+            return False
+        with self._snapshots.locked(exclusive=False):
+            snapshot = self._valid_snapshot()
+        if snapshot is None:
+            return False
+        self._use_snapshot(snapshot)
+        return True
+
+    def _replay_log(self) -> None:
+        assert self._index is not None
+        with self.engine.connect() as connection:
+            tx = Transaction(connection)
+            # Idle for longer than the log is kept: the changes are gone, the faces are not.
+            missed_pruned = tx.index_log_pruned_through() > self._applied_seq
+            changes = [] if missed_pruned else tx.index_changes_after(self._applied_seq)
+        if missed_pruned:
+            self._load_index()
+        elif changes:
+            self._index.apply(change for _, change in changes)
+            self._applied_seq = changes[-1][0]
+
+    def _compact_when_worthwhile(self) -> None:
+        """Write a new snapshot in the background once enough faces live outside the current
+        one: faces added since it are held privately by every process, and removed ones
+        still cost scan time."""
+        index = self._index
+        if self._snapshots is None or index is None:
+            return
+        if index.garbage < max(COMPACT_MIN_ROWS, COMPACT_FRACTION * index.base_rows()):
+            return
+        if self._compacting.acquire(blocking=False):
+            threading.Thread(target=self._compact_and_release, name="index-snapshot", daemon=True).start()
+
+    def _compact_and_release(self) -> None:
+        try:
+            self.compact_index()
+        finally:
+            self._compacting.release()
+        self._catch_up()  # switch to it, and start another if changes piled up meanwhile
+
+    def compact_index(self) -> str | None:
+        """Write the index as it is now as the node's snapshot, unless another process is
+        writing one; returns its name if published. Searches carry on meanwhile: the
+        writer lock is held only to copy 5 B a face, and the process switches to the new
+        snapshot at its next catch-up."""
+        if self._snapshots is None or self._index is None:
+            return None
+        with self._snapshots.locked(exclusive=True, blocking=False, name="compact.lock") as taken:
+            if not taken:
+                return None
+            with self._catch_up_lock:
+                index, applied = self._index, self._applied_seq
+            return self._snapshots.write(index, self._log_mark(applied))
 
     def prune_index_log(self, keep_seconds: float = INDEX_LOG_KEEP_SECONDS) -> int:
-        """Drop index log entries older than ``keep_seconds`` (the server does this hourly)."""
+        """Drop index log entries older than ``keep_seconds`` (the server does this hourly).
+        A snapshot older than that would then be useless, so one is written first when the
+        index has changed since the current one."""
+        if self._snapshots is not None and self._index is not None and self._applied_seq > self._snapshot_seq():
+            self.compact_index()
         with self.transaction() as tx:
             return tx.prune_index_log(time.time() - keep_seconds)
+
+    def _snapshot_seq(self) -> int:
+        assert self._snapshots is not None
+        with self._snapshots.locked(exclusive=False):
+            snapshot = self._snapshots.open()
+        return -1 if snapshot is None else snapshot.mark.seq
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -210,6 +338,11 @@ class Store:
         return problems
 
     def close(self) -> None:
+        """Release the database, first leaving the index's changes in a snapshot so the next
+        start maps them instead of replaying them."""
+        if self._snapshots is not None and self._index is not None and self._index.garbage:
+            with self._compacting:
+                self.compact_index()
         self.engine.dispose()
 
 
@@ -221,10 +354,11 @@ class DatabaseUnreachable(DatabaseNotFound):
     """The database server at the URL does not answer (so whether one is there is unknown)."""
 
 
-def open_store(url: str, create: bool = True, load_index: bool = True) -> Store:
+def open_store(url: str, create: bool = True, load_index: bool = True, index_dir: Path | None = None) -> Store:
     """Open (creating and migrating as needed) the store at a SQLAlchemy URL. With
     ``create=False`` nothing is created: a missing database raises ``DatabaseNotFound``.
-    With ``load_index=False`` the face index is built only when first used."""
+    With ``load_index=False`` the face index is built only when first used; with an
+    ``index_dir`` it is kept there as a snapshot shared by the node's processes."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -242,7 +376,7 @@ def open_store(url: str, create: bool = True, load_index: bool = True) -> Store:
         engine = create_engine(url, pool_pre_ping=True)
     if not create:
         _require_facegate_schema(engine)
-    return Store(engine, load_index=load_index)
+    return Store(engine, load_index=load_index, index_dir=index_dir)
 
 
 def _require_facegate_schema(engine: Engine) -> None:

@@ -1,11 +1,17 @@
-"""The in-memory search index: exact, vectorised nearest-neighbour search per collection.
+"""The search index: exact, vectorised nearest-neighbour search per collection.
 
-The database stays the source of truth; this is a cache of its embeddings laid out for
-BLAS. It is built once at start and then changed only by committed transactions (see
-``Store.transaction``), so searches never see uncommitted faces, never go stale and never
-trigger a rebuild on the request path. Descriptors are unit length, so Euclidean distance
-is ``sqrt(2 - 2 * dot)``: one SIMD pass of dot products over bfloat16 halves scores a whole
-collection, and the few faces it cannot rule out are re-ranked exactly.
+The database stays the source of truth; this is a cache of its embeddings laid out for SIMD.
+It is built once at start (or memory-mapped from a snapshot, ``store/index_snapshot.py``) and
+then changed only by committed transactions (see ``Store.transaction``), so searches never see
+uncommitted faces, never go stale and never trigger a rebuild on the request path.
+Descriptors are unit length, so Euclidean distance is ``sqrt(2 - 2 * dot)``: one SIMD pass of
+dot products over bfloat16 halves scores a whole collection, and the few faces it cannot rule
+out are re-ranked exactly.
+
+Searches take no lock. Rows are never moved or overwritten while the index is in use: a new
+face is written past the row count searches read, which is published afterwards; a removed
+face is only flagged dead; a full block is replaced by a bigger copy. So a search that runs
+beside a change sees the index either before or after it, never a torn row.
 """
 
 from __future__ import annotations
@@ -13,9 +19,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import simsimd
+
+FACE_ID_DTYPE = "S36"
+"""Face ids as fixed-width ASCII (Rekognition's FaceId is a 36-character UUID)."""
+NO_USER = -1
+"""The user code of a face that belongs to no user."""
 
 
 @dataclass(frozen=True)
@@ -25,87 +37,157 @@ class Neighbour:
     user_id: str | None
 
 
+class Rows(NamedTuple):
+    """A block of faces, in parallel arrays of at least ``count`` rows.
+
+    Each float32 vector is held split in two planes of 16-bit halves: ``high`` is the vector
+    truncated to bfloat16, which searches scan with simsimd's SIMD bf16 dot products (256 B a
+    face at 128 dimensions); ``low`` is read only to rebuild the exact float32 vector for the
+    re-rank. In a memory-mapped snapshot the low plane stays on disk except for the rows a
+    re-rank reads, which is how a node holds under 300 B a face in RAM. (Measured on
+    2026-11-28 at 1M faces against int8 codes plus a float32 copy: that scan took 7.1 ms
+    against 9.7 ms, but held 644 B a face; float16 took 16.7 ms, float32 BLAS 31 ms.)"""
+
+    high: np.ndarray  # (capacity, dimension) uint16
+    low: np.ndarray  # (capacity, dimension) uint16
+    face_ids: np.ndarray  # (capacity,) FACE_ID_DTYPE
+    users: np.ndarray  # (capacity,) int32 codes into the collection's user names, NO_USER for none
+    alive: np.ndarray  # (capacity,) bool: False once removed
+    count: int
+
+    @classmethod
+    def empty(cls, capacity: int, dimension: int) -> Rows:
+        return cls(np.empty((capacity, dimension), np.uint16), np.empty((capacity, dimension), np.uint16),
+                   np.empty(capacity, FACE_ID_DTYPE), np.empty(capacity, np.int32), np.zeros(capacity, bool), 0)
+
+    def exact(self, rows: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of ``rows``, rebuilt bit for bit from their two halves."""
+        whole = (self.high[rows].astype(np.uint32) << 16) | self.low[rows]
+        return whole.view(np.float32)
+
+    def grown(self, capacity: int) -> Rows:
+        """A copy with room for ``capacity`` rows, the filled ones kept."""
+        bigger = Rows.empty(capacity, self.high.shape[1])
+        for old, new in zip(self[:5], bigger[:5]):
+            new[: self.count] = old[: self.count]
+        return bigger._replace(count=self.count)
+
+
+@dataclass(frozen=True)
+class BaseRows:
+    """A collection's faces as of a snapshot: ``rows`` maps the snapshot's planes (shared by
+    every process on the node through the page cache) with private ``users`` and ``alive``
+    arrays, so later changes to users and removals stay in this process. Face ids are found
+    by binary search over ``sorted_ids`` rather than a dict, which would cost about 100 B a face."""
+
+    rows: Rows
+    sorted_ids: np.ndarray  # the face ids, sorted
+    sorted_rows: np.ndarray  # the row of each of sorted_ids
+    user_names: np.ndarray  # bytes, indexed by user code
+    max_error: float
+
+    def row_of(self, face_id: str) -> int | None:
+        key = np.array(face_id.encode(), dtype=FACE_ID_DTYPE)
+        at = int(np.searchsorted(self.sorted_ids, key))
+        if at < len(self.sorted_ids) and self.sorted_ids[at] == key:
+            row = int(self.sorted_rows[at])
+            return row if self.rows.alive[row] else None
+        return None
+
+
 class CollectionIndex:
-    """One collection's vectors, swap-remove, O(1) per change.
+    """One collection's faces: a base block from a snapshot (or none) and a tail block of the
+    faces added since, each changed only by the writer (``FaceIndex.apply``)."""
 
-    Each float32 vector is held split in two planes of 16-bit halves: the high halves are the
-    vector truncated to bfloat16, which searches scan with simsimd's SIMD bf16 dot products
-    (256 B a face at 128 dimensions, half of float32's bandwidth); the low halves are read
-    only to rebuild the exact float32 vector, for the re-rank and for ``vector``. So memory
-    stays 512 B a face, as with one float32 matrix, and nothing is held twice. The scan radius
-    is widened by a proven bound on the truncation error, so results equal an exact scan.
-    (Measured on 2026-11-28 at 1M faces against int8 codes plus a float32 copy: that scan took
-    7.1 ms against 9.7 ms, but held 644 B a face; float16 took 16.7 ms, float32 BLAS 31 ms.)"""
-
-    def __init__(self, dimension: int) -> None:
-        self._high = np.empty((64, dimension), dtype=np.uint16)
-        self._low = np.empty((64, dimension), dtype=np.uint16)
-        self._max_error = 0.0  # the largest ||bfloat16(vector) - vector|| ever stored: a bound for every row
-        self._face_ids: list[str] = []
-        self._user_ids: list[str | None] = []
-        self._rows: dict[str, int] = {}
+    def __init__(self, dimension: int, base: BaseRows | None = None) -> None:
+        self.dimension = dimension
+        self._base = base
+        self._base_count = 0 if base is None else base.rows.count
+        self._tail = Rows.empty(64, dimension)
+        self._tail_rows: dict[str, int] = {}  # face id -> tail row, live faces only
+        self._base_names = np.empty(0, "S1") if base is None else base.user_names
+        self._added_names: list[str] = []
+        self._tail_error = 0.0  # the largest ||bfloat16(vector) - vector|| added: with the base's, a bound for every row
+        self._live = self._base_count
+        self._dead = 0
 
     def __len__(self) -> int:
-        return len(self._face_ids)
+        return self._live
+
+    @property
+    def garbage(self) -> int:
+        """Rows a compaction would reclaim or move into a snapshot: removed faces, and every
+        face added since the base was mapped (held privately, in every process)."""
+        return self._dead + self._tail.count
+
+    @property
+    def base(self) -> BaseRows | None:
+        return self._base
 
     def add(self, face_id: str, vector: np.ndarray, user_id: str | None) -> None:
-        if face_id in self._rows:
-            return
-        row = len(self._face_ids)
-        if row == len(self._high):
-            self._resize(2 * len(self._high))
-        self._store(row, np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        self._face_ids.append(face_id)
-        self._user_ids.append(user_id)
-        self._rows[face_id] = row
+        self.extend([face_id], np.asarray(vector, dtype=np.float32).reshape(1, -1), [user_id])
 
     def reserve(self, count: int) -> None:
-        """Room for ``count`` faces in all, so a bulk load fills one matrix without regrowing."""
-        if count > len(self._high):
-            self._resize(count)
+        """Room for ``count`` faces in the tail, so a bulk load fills one block without regrowing."""
+        if count > len(self._tail.high):
+            self._tail = self._tail.grown(count)
 
     def extend(self, face_ids: list[str], vectors: np.ndarray, user_ids: list[str | None]) -> None:
-        """``add`` for many faces at once (start-up's bulk load): one block copy, not a row
-        each. Faces already indexed, or repeated in the batch, are added once, as ``add`` does."""
-        if any(face_id in self._rows for face_id in face_ids) or len(set(face_ids)) < len(face_ids):
-            for face_id, vector, user_id in zip(face_ids, vectors, user_ids):
-                self.add(face_id, vector, user_id)
+        """Add many faces at once (start-up's bulk load): one block copy, not a row each. Faces
+        already indexed, or repeated in the batch, are added once."""
+        seen: set[str] = set()
+        fresh: list[int] = []
+        for i, face_id in enumerate(face_ids):
+            if face_id not in seen and self._row(face_id) is None:
+                seen.add(face_id)
+                fresh.append(i)
+        if not fresh:
             return
-        start, end = len(self._face_ids), len(self._face_ids) + len(face_ids)
-        if end > len(self._high):
-            self.reserve(max(end, 2 * len(self._high)))
-        self._store(start, np.asarray(vectors, dtype=np.float32))
-        self._face_ids.extend(face_ids)
-        self._user_ids.extend(user_ids)
-        self._rows.update(zip(face_ids, range(start, end)))
+        tail = self._tail
+        start, end = tail.count, tail.count + len(fresh)
+        if end > len(tail.high):
+            tail = tail.grown(max(end, 2 * len(tail.high)))
+        chosen = np.asarray(vectors, dtype=np.float32)[fresh]
+        high, errors = _bfloat16(chosen)
+        tail.high[start:end] = high
+        tail.low[start:end] = chosen.view(np.uint32) & 0xFFFF
+        tail.face_ids[start:end] = [face_ids[i].encode() for i in fresh]
+        tail.users[start:end] = [self._user_code(user_ids[i]) for i in fresh]
+        tail.alive[start:end] = True
+        self._tail_error = max(self._tail_error, float(errors.max()))
+        self._tail = tail._replace(count=end)  # published last: searches read only rows below count
+        self._tail_rows.update((face_ids[i], row) for i, row in zip(fresh, range(start, end)))
+        self._live += len(fresh)
 
     def remove(self, face_id: str) -> None:
-        row = self._rows.pop(face_id, None)
-        if row is None:
+        row = self._tail_rows.pop(face_id, None)
+        if row is not None:
+            self._tail.alive[row] = False
+        elif self._base is not None and (row := self._base.row_of(face_id)) is not None:
+            self._base.rows.alive[row] = False
+        else:
             return
-        last = len(self._face_ids) - 1
-        if row != last:
-            for array in (self._high, self._low):
-                array[row] = array[last]
-            self._face_ids[row] = self._face_ids[last]
-            self._user_ids[row] = self._user_ids[last]
-            self._rows[self._face_ids[row]] = row
-        self._face_ids.pop()
-        self._user_ids.pop()
+        self._live -= 1
+        self._dead += 1
 
     def set_user(self, face_id: str, user_id: str | None) -> None:
-        row = self._rows.get(face_id)
+        row = self._row(face_id)
         if row is not None:
-            self._user_ids[row] = user_id
+            block, at = self._block(row)
+            block.users[at] = self._user_code(user_id)
 
     def nbytes(self) -> tuple[int, int]:
-        """Bytes the vectors of the faces held take: (in memory, read by every search's scan)."""
-        count = len(self._face_ids)
-        return self._high[:count].nbytes + self._low[:count].nbytes, self._high[:count].nbytes
+        """Bytes the vectors of the faces held take: (both planes, read by every search's scan)."""
+        rows = self._base_count + self._tail.count
+        per_plane = rows * self.dimension * 2
+        return 2 * per_plane, per_plane
 
     def vector(self, face_id: str) -> np.ndarray | None:
-        row = self._rows.get(face_id)
-        return None if row is None else self._exact(np.array([row]))[0]
+        row = self._row(face_id)
+        if row is None:
+            return None
+        block, at = self._block(row)
+        return block.exact(np.array([at]))[0]
 
     def search(self, probe: np.ndarray, max_distance: float, limit: int | None, users_only: bool) -> list[Neighbour]:
         """Faces within ``max_distance`` of ``probe``, nearest first, at most ``limit``.
@@ -114,31 +196,64 @@ class CollectionIndex:
         which rows the re-rank reads, and never drops a row that could be in the answer. The
         re-rank computes in float64 from the exact float32 vectors, so the answer no longer
         depends on how BLAS happened to round, and a face's distance is the same whichever
-        other faces were scored with it."""
-        count = len(self._face_ids)
-        if count == 0:
-            return []
+        other faces were scored with it. Ties go to the smaller face id, so the order does not
+        depend on where in the index a face happens to sit."""
+        blocks = [(self._base.rows, self._base.max_error)] if self._base is not None else []
+        blocks.append((self._tail, self._tail_error))
         probe32 = np.asarray(probe, dtype=np.float32).reshape(-1)
-        rows = self._candidate_rows(probe32, max_distance, limit, users_only)
-        dots = self._exact(rows).astype(np.float64) @ probe32.astype(np.float64)
-        distances = np.sqrt(np.maximum(2.0 - 2.0 * dots, 0.0))
-        within = distances <= max_distance
-        rows, distances = rows[within], distances[within]
-        order = np.lexsort((rows, distances))[:limit]  # nearest first; ties by row, so repeatable
-        return [Neighbour(self._face_ids[i], float(d), self._user_ids[i]) for i, d in zip(rows[order], distances[order])]
+        found_ids, found_distances, found_users = [], [], []
+        for block, rows in self._candidates(blocks, probe32, max_distance, limit, users_only):
+            dots = block.exact(rows).astype(np.float64) @ probe32.astype(np.float64)
+            distances = np.sqrt(np.maximum(2.0 - 2.0 * dots, 0.0))
+            within = distances <= max_distance
+            found_ids.append(block.face_ids[rows[within]])
+            found_distances.append(distances[within])
+            found_users.append(block.users[rows[within]])
+        if not found_ids:
+            return []
+        face_ids, distances, users = np.concatenate(found_ids), np.concatenate(found_distances), np.concatenate(found_users)
+        order = np.lexsort((face_ids, distances))[:limit]
+        return [Neighbour(face_ids[i].decode(), float(distances[i]), self._user_name(int(users[i]))) for i in order]
 
     def snapshot(self) -> dict[str, tuple[np.ndarray, str | None]]:
         """Every face as id -> (vector, user), for consistency checks against the database."""
-        exact = self._exact(np.arange(len(self._face_ids)))
-        return {fid: (exact[row], self._user_ids[row]) for fid, row in self._rows.items()}
+        out: dict[str, tuple[np.ndarray, str | None]] = {}
+        for block in self.blocks():
+            rows = np.flatnonzero(block.alive[: block.count])
+            for face_id, vector, user in zip(block.face_ids[rows], block.exact(rows), block.users[rows]):
+                out[face_id.decode()] = (vector, self._user_name(int(user)))
+        return out
 
-    def _exact(self, rows: np.ndarray) -> np.ndarray:
-        """The stored float32 vectors of ``rows``, rebuilt bit for bit from their two halves."""
-        whole = (self._high[rows].astype(np.uint32) << 16) | self._low[rows]
-        return whole.view(np.float32)
+    def compacted(self) -> CollectionIndex:
+        """A copy holding only the live faces, all in a private tail: for when most of a
+        collection has been removed and no snapshot will reclaim its rows."""
+        fresh = CollectionIndex(self.dimension)
+        fresh.reserve(self._live)
+        for block in self.blocks():
+            rows = np.flatnonzero(block.alive[: block.count])
+            names = [self._user_name(int(code)) for code in block.users[rows]]
+            fresh.extend([face_id.decode() for face_id in block.face_ids[rows]], block.exact(rows), names)
+        return fresh
 
-    def _candidate_rows(self, probe: np.ndarray, max_distance: float, limit: int | None, users_only: bool) -> np.ndarray:
-        """Rows, ascending, that the exact re-rank must read: a superset of the answer.
+    @property
+    def mostly_dead(self) -> bool:
+        return self._dead > max(4096, 2 * self._live)
+
+    def blocks(self) -> list[Rows]:
+        """The base block (if any) and the tail, as they are now."""
+        return ([self._base.rows] if self._base is not None else []) + [self._tail]
+
+    def user_name(self, code: int) -> str | None:
+        return self._user_name(code)
+
+    @property
+    def max_error(self) -> float:
+        return max(self._tail_error, 0.0 if self._base is None else self._base.max_error)
+
+    def _candidates(
+        self, blocks: list[tuple[Rows, float]], probe: np.ndarray, max_distance: float, limit: int | None, users_only: bool
+    ) -> list[tuple[Rows, np.ndarray]]:
+        """Per block, the rows, ascending, that the exact re-rank must read: a superset of the answer.
 
         For unit vectors distance <= max_distance iff dot >= 1 - max_distance**2 / 2. With
         v' and p' the row and the probe truncated to bfloat16, Cauchy-Schwarz gives
@@ -148,40 +263,55 @@ class CollectionIndex:
         that. With a ``limit``, a row whose best possible dot is below the limit-th best
         worst-case dot cannot be among the nearest ``limit`` either."""
         high, probe_error = _bfloat16(probe.reshape(1, -1))
-        count = len(self._face_ids)
-        approx = np.asarray(simsimd.cdist(high, self._high[:count], metric="dot", dtype="bf16"), dtype=np.float64)[0]
         probe_norm = float(np.linalg.norm(probe.astype(np.float64)))
-        rounding = 4.0 * len(probe) * 2.0**-24 * (1.0 + self._max_error) * (probe_norm + float(probe_error[0]))
-        margin = (1.0 + self._max_error) * float(probe_error[0]) + self._max_error * probe_norm + rounding + 1e-9
         lowest_dot = 1.0 - float(max_distance) ** 2 / 2.0 if np.isfinite(max_distance) else -np.inf
-        rows = np.flatnonzero(approx >= lowest_dot - margin)
-        if users_only:
-            rows = np.array([i for i in rows if self._user_ids[i] is not None], dtype=np.int64)
-        if limit is not None and 0 < limit < len(rows):
-            kept = approx[rows]
-            limit_th = np.partition(kept, len(kept) - limit)[len(kept) - limit]
-            rows = rows[kept >= limit_th - 2.0 * margin]
-        return rows.astype(np.int64)
+        scored: list[tuple[Rows, np.ndarray, np.ndarray, float]] = []
+        for block, max_error in blocks:
+            if block.count == 0:
+                continue
+            approx = np.asarray(simsimd.cdist(high, block.high[: block.count], metric="dot", dtype="bf16"), dtype=np.float64)[0]
+            rounding = 4.0 * len(probe) * 2.0**-24 * (1.0 + max_error) * (probe_norm + float(probe_error[0]))
+            margin = (1.0 + max_error) * float(probe_error[0]) + max_error * probe_norm + rounding + 1e-9
+            rows = np.flatnonzero(approx >= lowest_dot - margin)
+            rows = rows[block.alive[rows]]
+            if users_only:
+                rows = rows[block.users[rows] != NO_USER]
+            scored.append((block, rows, approx[rows], margin))
+        if limit is not None and limit > 0 and sum(len(rows) for _, rows, _, _ in scored) > limit:
+            # Each row's worst case is its score less its block's margin; the limit-th best worst case
+            # bounds the answer, and a row whose best case (score plus margin) is below it cannot be in it.
+            worst = np.concatenate([kept - margin for _, _, kept, margin in scored])
+            bar = np.partition(worst, len(worst) - limit)[len(worst) - limit]
+            scored = [(block, rows[kept + margin >= bar], kept, margin) for block, rows, kept, margin in scored]
+        return [(block, rows.astype(np.int64)) for block, rows, _, _ in scored if len(rows)]
 
-    def _store(self, start: int, vectors: np.ndarray) -> None:
-        """Write float32 ``vectors`` at ``start`` as their high and low halves."""
-        end = start + len(vectors)
-        high, errors = _bfloat16(vectors)
-        self._high[start:end] = high
-        self._low[start:end] = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32) & 0xFFFF
-        if len(errors):
-            self._max_error = max(self._max_error, float(errors.max()))
+    def _row(self, face_id: str) -> int | None:
+        """The live row of ``face_id``: base rows first, then tail rows numbered after them."""
+        row = self._tail_rows.get(face_id)
+        if row is not None:
+            return self._base_count + row
+        return None if self._base is None else self._base.row_of(face_id)
 
-    def _resize(self, capacity: int) -> None:
-        """Grow both planes to ``capacity`` rows, keeping the filled ones."""
-        count = len(self._face_ids)
+    def _block(self, row: int) -> tuple[Rows, int]:
+        if row < self._base_count:
+            assert self._base is not None
+            return self._base.rows, row
+        return self._tail, row - self._base_count
 
-        def grown(array: np.ndarray) -> np.ndarray:
-            bigger = np.empty((capacity, array.shape[1]), dtype=array.dtype)
-            bigger[:count] = array[:count]
-            return bigger
+    def _user_code(self, user_id: str | None) -> int:
+        """A new code for every assignment: codes need not be unique per user, only map back to
+        one, so no reverse lookup is kept."""
+        if user_id is None:
+            return NO_USER
+        self._added_names.append(user_id)
+        return len(self._base_names) + len(self._added_names) - 1
 
-        self._high, self._low = grown(self._high), grown(self._low)
+    def _user_name(self, code: int) -> str | None:
+        if code == NO_USER:
+            return None
+        if code < len(self._base_names):
+            return bytes(self._base_names[code]).decode()
+        return self._added_names[code - len(self._base_names)]
 
 
 def _bfloat16(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -196,45 +326,69 @@ def _bfloat16(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FaceIndex:
-    """All collections' indexes, guarded by one lock; mutations come in committed batches."""
+    """All collections' indexes. Changes come in committed batches under one writer lock;
+    searches and lookups take no lock (see the module docstring)."""
 
-    def __init__(self, dimension: int = 128) -> None:
+    def __init__(self, dimension: int = 128, collections: dict[int, CollectionIndex] | None = None) -> None:
         self.dimension = dimension
-        self._collections: dict[int, CollectionIndex] = {}
-        self._lock = threading.RLock()
+        self._collections: dict[int, CollectionIndex] = dict(collections or {})
+        self._dropped_base_rows = 0
+        self._lock = threading.Lock()
 
     def apply(self, changes: Iterable[IndexChange]) -> None:
         with self._lock:
+            touched = set()
             for change in changes:
                 change.apply(self)
+                touched.add(change.collection_pk)
+            for pk in touched:
+                index = self._collections.get(pk)
+                if index is not None and index.mostly_dead:
+                    self._collections[pk] = index.compacted()  # searches in flight keep the old one
+                    self._dropped_base_rows += 0 if index.base is None else index.base.rows.count
 
     def collection(self, collection_pk: int) -> CollectionIndex:
-        with self._lock:
-            return self._collections.setdefault(collection_pk, CollectionIndex(self.dimension))
+        """The collection's index, created empty if new: for the writer (``apply``, bulk load)."""
+        return self._collections.setdefault(collection_pk, CollectionIndex(self.dimension))
+
+    def collections(self) -> dict[int, CollectionIndex]:
+        return dict(self._collections)
 
     def drop(self, collection_pk: int) -> None:
-        with self._lock:
-            self._collections.pop(collection_pk, None)
+        dropped = self._collections.pop(collection_pk, None)
+        if dropped is not None and dropped.base is not None:
+            self._dropped_base_rows += dropped.base.rows.count
+
+    @property
+    def garbage(self) -> int:
+        """Rows a new snapshot would reclaim or take out of private memory (see ``CollectionIndex.garbage``)."""
+        return self._dropped_base_rows + sum(index.garbage for index in list(self._collections.values()))
+
+    def base_rows(self) -> int:
+        return sum(0 if index.base is None else index.base.rows.count for index in list(self._collections.values()))
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The writer lock: held to read a consistent state for a snapshot."""
+        return self._lock
 
     def search(
         self, collection_pk: int, probe: np.ndarray, max_distance: float, limit: int | None = None, users_only: bool = False
     ) -> list[Neighbour]:
-        with self._lock:
-            return self.collection(collection_pk).search(probe, max_distance, limit, users_only)
+        index = self._collections.get(collection_pk)
+        return [] if index is None else index.search(probe, max_distance, limit, users_only)
 
     def vector(self, collection_pk: int, face_id: str) -> np.ndarray | None:
-        with self._lock:
-            return self.collection(collection_pk).vector(face_id)
+        index = self._collections.get(collection_pk)
+        return None if index is None else index.vector(face_id)
 
     def vectors(self, collection_pk: int, face_ids: list[str]) -> list[np.ndarray | None]:
-        """The vectors of ``face_ids`` in one lock (None for a face no longer indexed)."""
-        with self._lock:
-            index = self.collection(collection_pk)
-            return [index.vector(face_id) for face_id in face_ids]
+        """The vectors of ``face_ids`` (None for a face no longer indexed)."""
+        return [self.vector(collection_pk, face_id) for face_id in face_ids]
 
     def size(self, collection_pk: int) -> int:
-        with self._lock:
-            return len(self.collection(collection_pk))
+        index = self._collections.get(collection_pk)
+        return 0 if index is None else len(index)
 
     def snapshot(self) -> dict[int, dict[str, tuple[np.ndarray, str | None]]]:
         with self._lock:

@@ -337,6 +337,13 @@ class Transaction:
         applied up to it cannot catch up from the log and must rebuild its index."""
         return int(self.get_setting(_INDEX_LOG_PRUNED) or 0)
 
+    def index_log_entry(self, seq: int) -> tuple[float, str] | None:
+        """(recorded at, face id) of the log entry ``seq``, or None if there is none (any more):
+        what an index snapshot taken at ``seq`` recognises its database by."""
+        log = schema.index_log.c
+        row = self.connection.execute(select(log.recorded_at, log.face_id).where(log.seq == seq)).one_or_none()
+        return None if row is None else (float(row.recorded_at), str(row.face_id))
+
     def prune_index_log(self, before: float) -> int:
         """Delete log entries recorded before ``before``; returns how many."""
         log = schema.index_log.c

@@ -1,0 +1,236 @@
+"""The node's index snapshot: mapped instead of rebuilt, shared, recognised, compacted.
+
+Stores on one data directory stand for the processes of one node (``serve --workers``); they
+share nothing but the database and the index directory, as processes do. Results are checked
+against a float64 brute force over what the database holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegate.store import database, transaction
+from facegate.store.database import Store, open_store, sqlite_url
+from facegate.store.face_index import CollectionIndex, FaceIndex, IndexChange
+from facegate.store.records import FaceRecord
+
+
+def _open(data_dir: Path) -> Store:
+    return open_store(sqlite_url(data_dir), index_dir=data_dir / "index")
+
+
+def _collection(store: Store, name: str = "people") -> int:
+    with store.transaction() as tx:
+        return tx.create_collection("default", name, f"arn:aws:rekognition:us-east-1:000000000000:collection/{name}", "test").pk
+
+
+def _faces(store: Store, pk: int, rng: np.random.Generator, count: int, user_id: str | None = None) -> list[FaceRecord]:
+    vectors = rng.standard_normal((count, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = [FaceRecord(str(uuid.uuid4()), pk, str(uuid.uuid4()), None, user_id, (0.1, 0.1, 0.5, 0.5), 99.0, v, "test",
+                          "fingerprint", time.time()) for v in vectors]
+    with store.transaction() as tx:
+        tx.insert_faces(records)
+    return records
+
+
+def _brute_force(store: Store, pk: int, probe: np.ndarray, max_distance: float, limit: int | None) -> list[str]:
+    with store.reader() as tx:
+        stored = [(face_id, vector) for cpk, face_id, vector, _ in tx.all_face_vectors() if cpk == pk]
+    distances = [(float(np.sqrt(max(2 - 2 * float(v.astype(np.float64) @ probe.astype(np.float64)), 0.0))), f) for f, v in stored]
+    return [f for d, f in sorted(distances) if d <= max_distance][:limit]
+
+
+def _base_count(store: Store, pk: int) -> int:
+    base = store.index.collection(pk).base
+    return 0 if base is None else base.rows.count
+
+
+def _no_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the index was rebuilt from the database")
+
+    monkeypatch.setattr(transaction.Transaction, "face_vector_batches", refuse)
+
+
+def test_a_reopened_store_maps_its_snapshot_instead_of_rebuilding(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    writer = open_store(sqlite_url(tmp_path))  # no index directory: like a CLI command
+    pk = _collection(writer)
+    _faces(writer, pk, rng, 300)
+    writer.close()
+    _open(tmp_path).close()  # builds from the database once, and writes the snapshot
+    _no_rebuild(monkeypatch)
+    reopened = _open(tmp_path)
+    try:
+        assert reopened.index.collection(pk).base is not None
+        assert reopened.index.size(pk) == 300
+        assert reopened.index_disagreements() == []
+    finally:
+        reopened.close()
+
+
+def test_a_store_closed_with_changes_leaves_them_in_a_new_snapshot(tmp_path, monkeypatch):
+    rng = np.random.default_rng(8)
+    store = _open(tmp_path)
+    pk = _collection(store)
+    _faces(store, pk, rng, 30)
+    store.close()
+    reopened = _open(tmp_path)
+    try:
+        assert reopened.index.collection(pk).base.rows.count == 30
+    finally:
+        reopened.close()
+
+
+def test_changes_after_the_snapshot_are_replayed_from_the_log(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    store = _open(tmp_path)
+    pk = _collection(store)
+    kept = _faces(store, pk, rng, 200)
+    writer = open_store(sqlite_url(tmp_path))  # a CLI command: no index directory, writes only
+    added = _faces(writer, pk, rng, 20, user_id="alice")
+    with writer.transaction() as tx:
+        tx.delete_faces(pk, [kept[0].face_id, added[0].face_id])
+        tx.set_face_user(pk, [kept[1].face_id], "bob")
+    writer.close()
+    store.close()
+    _no_rebuild(monkeypatch)
+    reopened = _open(tmp_path)
+    try:
+        assert reopened.index_disagreements() == []
+        probe = added[1].embedding
+        hits = reopened.index.search(pk, probe, 1.2, 5)
+        assert [h.face_id for h in hits] == _brute_force(reopened, pk, probe, 1.2, 5)
+        assert hits[0].user_id == "alice"
+        assert reopened.index.vector(pk, kept[0].face_id) is None
+    finally:
+        reopened.close()
+
+
+def test_a_snapshot_of_another_database_is_not_used(tmp_path):
+    rng = np.random.default_rng(3)
+    first = _open(tmp_path / "a")
+    _faces(first, _collection(first), rng, 50)
+    first.close()
+    other_dir = tmp_path / "b"
+    other = open_store(sqlite_url(other_dir))
+    pk = _collection(other)
+    _faces(other, pk, rng, 70)
+    other.close()
+    # The second database, opened with the first one's snapshot beside it.
+    store = open_store(sqlite_url(other_dir), index_dir=tmp_path / "a" / "index")
+    try:
+        assert store.index_disagreements() == []
+        assert store.index.size(pk) == 70
+    finally:
+        store.close()
+
+
+def test_processes_of_a_node_share_one_snapshot_and_see_each_others_writes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    first = _open(tmp_path)
+    pk = _collection(first)
+    _faces(first, pk, rng, 100)
+    assert first.compact_index() is not None
+    _no_rebuild(monkeypatch)
+    second = _open(tmp_path)
+    try:
+        assert second.index.collection(pk).base is not None
+        record = _faces(first, pk, rng, 1)[0]
+        assert [h.face_id for h in second.index.search(pk, record.embedding, 0.01, 1)] == [record.face_id]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_enough_changes_publish_a_new_snapshot_that_every_process_switches_to(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "COMPACT_MIN_ROWS", 40)
+    rng = np.random.default_rng(5)
+    first, second = _open(tmp_path), None
+    try:
+        pk = _collection(first)
+        initial = _faces(first, pk, rng, 100)
+        second = _open(tmp_path)
+        with first.transaction() as tx:
+            tx.delete_faces(pk, [r.face_id for r in initial[:10]])
+        _faces(first, pk, rng, 40)
+        first.index  # catches up, sees 50 rows outside the snapshot, compacts in the background
+        deadline = time.monotonic() + 30
+        while _base_count(first, pk) != 130 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _base_count(first, pk) == 130  # only live faces, all in the new snapshot
+        assert _base_count(second, pk) == 130
+        assert len(list((tmp_path / "index").glob("snapshot-*"))) == 1
+        for store in (first, second):
+            assert store.index_disagreements() == []
+            probe = initial[50].embedding
+            assert [h.face_id for h in store.index.search(pk, probe, 1.3, 7)] == _brute_force(store, pk, probe, 1.3, 7)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+def test_searches_do_not_wait_for_the_writer(tmp_path):
+    """A search runs while the writer holds the index's lock (a long replay, a snapshot's copy)."""
+    rng = np.random.default_rng(6)
+    index = FaceIndex(128)
+    vectors = rng.standard_normal((500, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index.apply(IndexChange("add", 1, f"face-{i}", vectors[i]) for i in range(500))
+    found: list[int] = []
+    with index.lock:
+        searcher = threading.Thread(target=lambda: found.append(len(index.search(1, vectors[7], 2.0, 3))))
+        searcher.start()
+        searcher.join(timeout=10)
+    assert found == [3]
+
+
+def test_searches_beside_a_writer_see_whole_faces_only():
+    """Concurrent adds, removals and regrowth never show a search a half-written row: every
+    hit is a face that was added, at its exact distance."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((4000, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = FaceIndex(128)
+    errors: list[str] = []
+    done = threading.Event()
+
+    def write() -> None:
+        for start in range(0, 4000, 50):
+            index.apply([IndexChange("add", 1, f"face-{i}", vectors[i]) for i in range(start, start + 50)]
+                        + [IndexChange("remove", 1, f"face-{i}") for i in range(start - 50, start, 7) if i >= 0])
+        done.set()
+
+    def search() -> None:
+        while not done.is_set():
+            probe = vectors[int(rng.integers(0, 4000))]
+            for hit in index.search(1, probe, 2.0, 20):
+                exact = float(np.sqrt(max(2 - 2 * float(vectors[int(hit.face_id[5:])].astype(np.float64) @ probe.astype(np.float64)), 0)))
+                if abs(hit.distance - exact) > 1e-9:
+                    errors.append(f"{hit.face_id}: {hit.distance} != {exact}")
+
+    threads = [threading.Thread(target=write), threading.Thread(target=search), threading.Thread(target=search)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    removed = {i for start in range(50, 4000, 50) for i in range(start - 50, start, 7)}
+    assert index.size(1) == 4000 - len(removed)
+
+
+def test_ties_are_broken_by_face_id_wherever_the_faces_sit():
+    vector = np.zeros(128, np.float32)
+    vector[0] = 1.0
+    index = CollectionIndex(128)
+    for face_id in ("c", "a", "b"):
+        index.add(face_id, vector, None)
+    assert [n.face_id for n in index.search(vector, 0.5, None, False)] == ["a", "b", "c"]
