@@ -1,13 +1,21 @@
-"""How the server holds up as a collection grows: start-up, memory and search latency at N faces.
+"""How a node holds up as a collection grows: start-up, memory, search latency and recall at N faces.
 
-The N faces are synthetic unit descriptors inserted through the store (only the index's size
-matters to start-up, memory and the scan), generated here at bench time. SearchFaces by id is
-timed over HTTP with boto3 against the server in the bench's process, together with the
-database connections each request opens (counted on the store's engine). Start-up and resident
-memory are measured on ``facegate serve`` as a child process on the same data directory: the
-time until ``/health`` answers, and its RSS (``/proc``) less that of a server on an empty
-database, per face. With ``--workers 2`` the parent's RSS is reported too: it holds no index.
-``open_store_s`` is the time to open the store (migrate check and index load) in-process.
+The collection holds real **mates** and N synthetic **distractors**. Mates are LFW identities
+enrolled over HTTP with IndexFaces (one photo each; this times ``index_faces_per_s``); the probe
+is another photo of the same person. Distractors are unit descriptors clustered like real ones
+(``index_bench.clustered_descriptors``), generated here and inserted through the store in bulk.
+
+Everything over the wire is timed against ``facegate serve`` as a child process, with boto3 in
+this process, one client, sequential: SearchFaces by id, SearchFacesByImage with the probes, and
+DetectFaces on the same probes as the baseline of the same run (SearchFacesByImage = DetectFaces
++ embedding + search + audit). Start-up is launch to ``/health``, first on a database alone (the
+index is built from it and the snapshot written) and then again (the snapshot is mapped).
+Memory is the node's: the proportional set size (``Pss`` in ``/proc/<pid>/smaps_rollup``,
+shared pages divided among the processes sharing them) summed over the server's processes,
+after the searches have touched what they touch, less the same for a server on an empty
+database, per face; with ``--workers 2`` the parent and both workers are summed.
+``recall_at_1`` compares the index's nearest face with a float64 brute force over every stored
+descriptor, for each probe's descriptor.
 """
 
 from __future__ import annotations
@@ -16,32 +24,37 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import numpy as np
 from botocore.config import Config
-from sqlalchemy import event
 
-from facegate.bench.local_server import free_port, serving, start_serve_process, worker_pids
+from facegate.bench.index_bench import clustered_descriptors
+from facegate.bench.local_server import free_port, start_serve_process, worker_pids
+from facegate.engine.face_models import load_engine
+from facegate.engine.image import decode_image
+from facegate.engine.pipeline import FaceEngine
 from facegate.governance.keys import NewAccessKey, create_access_key
-from facegate.server import Facegate
+from facegate.server import INDEX_DIRECTORY
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.records import FaceRecord
 from facegate.store.secrets import SecretBox
 
 SEARCHES = 200
 """SearchFaces requests timed (one client, sequential)."""
+MATES = 40
+"""Identities enrolled as mates, and probes searched with SearchFacesByImage."""
 
 
 def fill(store: Store, collection_pk: int, count: int, seed: int, batch: int = 10_000) -> list[str]:
-    """Insert ``count`` random unit descriptors into a collection; returns their face ids."""
+    """Insert ``count`` clustered unit descriptors into a collection; returns their face ids."""
     rng = np.random.default_rng(seed)
     face_ids: list[str] = []
     for start in range(0, count, batch):
-        vectors = rng.standard_normal((min(batch, count - start), store.index.dimension)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = clustered_descriptors(rng, min(batch, count - start))
         records = [
             FaceRecord(str(uuid.uuid4()), collection_pk, str(uuid.uuid4()), None, None, (0.1, 0.1, 0.5, 0.5), 99.9, v,
                        "synthetic", "filler", time.time())
@@ -53,101 +66,177 @@ def fill(store: Store, collection_pk: int, count: int, seed: int, batch: int = 1
     return face_ids
 
 
-def _client(endpoint: str, key: NewAccessKey) -> Any:
+def client_for(endpoint: str, key: NewAccessKey) -> Any:
     return boto3.client(
         "rekognition", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"max_attempts": 1}, read_timeout=120),
+        config=Config(retries={"max_attempts": 1}, read_timeout=300),
     )
 
 
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def pss_bytes(pid: int) -> int:
+    """The process's proportional set size: its private pages plus its share of shared ones."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no Pss for {pid}")
 
 
-def _serve_start(data_dir: Path, workers: int) -> dict[str, float]:
-    """Seconds from launching ``facegate serve`` until ``/health`` answers, and the RSS of
-    its processes (bytes): the serving process, or the parent and each worker."""
-    port = free_port()
-    start = time.perf_counter()
-    process = start_serve_process(data_dir, port, workers)
-    seconds = time.perf_counter() - start
-    try:
-        if workers == 1:
-            return {"startup_s": seconds, "rss_bytes": _rss_bytes(process.pid)}
-        return {"startup_s": seconds, "parent_rss_bytes": _rss_bytes(process.pid),
-                "worker_rss_bytes": max(_rss_bytes(pid) for pid in worker_pids(process.pid))}
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+class ServeProcess:
+    """``facegate serve`` as a child process: the node under test."""
+
+    def __init__(self, data_dir: Path, workers: int = 1) -> None:
+        port = free_port()
+        start = time.perf_counter()
+        self.process = start_serve_process(data_dir, port, workers, timeout=900)
+        self.startup_s = time.perf_counter() - start
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.workers = workers
+
+    def pss_bytes(self) -> int:
+        pids = [self.process.pid] + (worker_pids(self.process.pid) if self.workers > 1 else [])
+        return sum(pss_bytes(pid) for pid in pids)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=120)
 
 
-def _search_faces(data_dir: Path, key: NewAccessKey, face_ids: list[str]) -> dict[str, float]:
-    """SearchFaces by id latency, and database connections opened per request."""
-    facegate = Facegate.open(data_dir, database_url=sqlite_url(data_dir))
-    connects = [0]
-    event.listen(facegate.store.engine, "connect", lambda *_: connects.__setitem__(0, connects[0] + 1))
-    try:
-        with serving(facegate.app()) as endpoint:
-            client = _client(endpoint, key)
-            rng = np.random.default_rng(1)
-            probes = [face_ids[i] for i in rng.integers(0, len(face_ids), SEARCHES)]
-            for face_id in probes[:10]:  # warm: pool, caches, first catch-up
-                client.search_faces(CollectionId="scale", FaceId=face_id, FaceMatchThreshold=80)
-            before, seconds = connects[0], []
-            for face_id in probes:
-                t = time.perf_counter()
-                client.search_faces(CollectionId="scale", FaceId=face_id, FaceMatchThreshold=80)
-                seconds.append(time.perf_counter() - t)
-            opened = connects[0] - before
-    finally:
-        facegate.store.close()
+def _timed(calls: list[Callable[[], Any]]) -> list[float]:
+    seconds = []
+    for call in calls:
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _percentiles(prefix: str, seconds: list[float]) -> dict[str, float]:
     ms = np.array(seconds) * 1000
-    return {"search_faces_p50_ms": float(np.percentile(ms, 50)), "search_faces_p99_ms": float(np.percentile(ms, 99)),
-            "connections_per_search_faces": opened / len(probes)}
+    return {f"{prefix}_p50_ms": float(np.percentile(ms, 50)), f"{prefix}_p99_ms": float(np.percentile(ms, 99))}
 
 
-def run_scale_bench(faces: int) -> dict[str, Any]:
-    """Every figure at ``faces`` faces on SQLite, in one run."""
+def mate_photos(faces_dir: Path, count: int) -> list[tuple[bytes, bytes]]:
+    """(enrolled photo, probe photo) of ``count`` LFW identities with at least two photos."""
+    people = sorted(p for p in (faces_dir / "lfw_erstrong").iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
+    pairs = []
+    for person in people[:count]:
+        first, second = sorted(person.glob("*.jpg"))[:2]
+        pairs.append((first.read_bytes(), second.read_bytes()))
+    return pairs
+
+
+def recall_at_1(store: Store, collection_pk: int, probes: list[np.ndarray]) -> float:
+    """Fraction of probes whose nearest face by the index is the float64 brute force's nearest."""
+    with store.reader() as tx:
+        stored = [(face_id, vector) for pk, face_id, vector, _ in tx.all_face_vectors() if pk == collection_pk]
+    ids = [face_id for face_id, _ in stored]
+    matrix = np.stack([vector for _, vector in stored]).astype(np.float64)
+    hits = 0
+    for probe in probes:
+        exact = ids[int(np.argmax(matrix @ probe.astype(np.float64)))]
+        found = store.index.search(collection_pk, probe, 2.0, 1)
+        hits += bool(found) and found[0].face_id == exact
+    return hits / len(probes)
+
+
+def _descriptor(engine: FaceEngine, photo: bytes) -> np.ndarray | None:
+    """The descriptor of the photo's first detected face, as the server computes it."""
+    image = decode_image(photo)
+    faces = engine.detect(image, details=False)
+    return engine.embed(image, faces[:1])[0] if faces else None
+
+
+def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> dict[str, Any]:
+    """Every figure at ``faces`` distractors on SQLite, in one run."""
+    pairs = mate_photos(faces_dir, MATES)
+    engine = load_engine()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        store = open_store(sqlite_url(data_dir))
-        key = create_access_key(store, SecretBox.for_data_dir(data_dir), "bench")
-        empty = _serve_start(data_dir, 1)
-        from facegate.engine.face_models import load_engine
-
-        engine = load_engine()
-        with store.transaction() as tx:
-            collection = tx.create_collection("default", "scale", "arn:aws:rekognition:us-east-1:000000000000:collection/scale",
-                                              engine.model_version)
+        writer = open_store(sqlite_url(data_dir))  # a CLI command's store: writes, holds no index
+        key = create_access_key(writer, SecretBox.for_data_dir(data_dir), "bench")
+        empty_workers, empty_workers_pss = (ServeProcess(data_dir, workers=2) if workers_run else None), 0
+        if empty_workers is not None:
+            client_for(empty_workers.endpoint, key).list_collections()
+            empty_workers_pss = empty_workers.pss_bytes()
+            empty_workers.stop()
+        empty = ServeProcess(data_dir)
+        try:
+            client = client_for(empty.endpoint, key)
+            client.create_collection(CollectionId="scale")
+            client.detect_faces(Image={"Bytes": pairs[0][1]})  # warm the models
+            index_seconds = _timed([lambda b=b: client.index_faces(CollectionId="scale", Image={"Bytes": b}, MaxFaces=1)
+                                    for b, _ in pairs])
+            client.search_faces_by_image(CollectionId="scale", Image={"Bytes": pairs[0][1]})
+            empty_pss = empty.pss_bytes()  # with every model the node below will use loaded
+        finally:
+            empty.stop()
+        with writer.reader() as tx:
+            collection = tx.get_collection("default", "scale")
+        assert collection is not None
         start = time.perf_counter()
-        face_ids = fill(store, collection.pk, faces, seed=faces)
+        face_ids = fill(writer, collection.pk, faces, seed=faces)
         insert_seconds = time.perf_counter() - start
-        store.close()
-        start = time.perf_counter()
-        open_store(sqlite_url(data_dir)).close()
-        load_seconds = time.perf_counter() - start
-        full = _serve_start(data_dir, 1)
-        workers = _serve_start(data_dir, 2)
-        search = _search_faces(data_dir, key, face_ids)
+        writer.close()
+
+        first = ServeProcess(data_dir)  # builds the index from the database and writes the snapshot
+        first.stop()
+        node = ServeProcess(data_dir)  # maps the snapshot
+        try:
+            client = client_for(node.endpoint, key)
+            rng = np.random.default_rng(1)
+            by_id = [face_ids[i] for i in rng.integers(0, len(face_ids), SEARCHES)]
+            search = lambda f: client.search_faces(CollectionId="scale", FaceId=f, FaceMatchThreshold=80)  # noqa: E731
+            _timed([lambda f=f: search(f) for f in by_id[:20]])  # warm: pool, page cache, first catch-up
+            search_seconds = _timed([lambda f=f: search(f) for f in by_id])
+            probes = [probe for _, probe in pairs]
+            detect_seconds = _timed([lambda b=b: client.detect_faces(Image={"Bytes": b}) for b in probes])
+            by_image_seconds = _timed([lambda b=b: client.search_faces_by_image(CollectionId="scale", Image={"Bytes": b},
+                                                                                FaceMatchThreshold=80) for b in probes])
+            node_pss = node.pss_bytes()
+        finally:
+            node.stop()
+        workers = _workers_node(data_dir, key, by_id, faces, empty_workers_pss) if workers_run else {}
+        reader = open_store(sqlite_url(data_dir), index_dir=data_dir / INDEX_DIRECTORY)
+        try:
+            recall = recall_at_1(reader, collection.pk, [d for d in map(lambda b: _descriptor(engine, b), probes) if d is not None])
+        finally:
+            reader.close()
     return {
         "faces": faces,
+        "mates": len(pairs),
         "backend": "sqlite",
-        "index": "exact",
+        "index": "exact (bfloat16 scan + float64 re-rank), memory-mapped snapshot",
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-        "startup_s": full["startup_s"],
-        "startup_empty_s": empty["startup_s"],
-        "open_store_s": load_seconds,
-        "rss_bytes_per_face": (full["rss_bytes"] - empty["rss_bytes"]) / faces,
-        "rss_bytes": full["rss_bytes"],
-        "workers_2_parent_rss_bytes": workers["parent_rss_bytes"],
-        "workers_2_worker_rss_bytes": workers["worker_rss_bytes"],
-        "workers_2_startup_s": workers["startup_s"],
-        **search,
+        "startup_s": node.startup_s,
+        "startup_first_s": first.startup_s,
+        "startup_empty_s": empty.startup_s,
+        "rss_bytes_per_face": (node_pss - empty_pss) / faces,
+        "node_pss_bytes": node_pss,
+        **workers,
+        **_percentiles("search_faces", search_seconds),
+        **_percentiles("search_faces_by_image", by_image_seconds),
+        **_percentiles("detect_faces", detect_seconds),
+        "recall_at_1": recall,
+        "index_faces_per_s": len(index_seconds) / sum(index_seconds),
         "store_insert_faces_per_s": faces / insert_seconds,
-        "note": "synthetic unit descriptors inserted through the store; SearchFaces over HTTP with boto3, one client, "
-                "server in the bench's process; start-up = `facegate serve` launch to /health",
+        "note": "mates: LFW photos enrolled with IndexFaces; distractors: clustered synthetic descriptors inserted through "
+                "the store; latencies over HTTP with boto3 against `facegate serve`, one client; memory = summed Pss of "
+                "the server's processes less an empty server's, per face",
     }
+
+
+def _workers_node(data_dir: Path, key: NewAccessKey, face_ids: list[str], faces: int, empty_pss: int) -> dict[str, float]:
+    """``--workers 2`` on the same data: start-up, and the node's memory once both workers have
+    searched, less that of an empty two-worker node, per face."""
+    node = ServeProcess(data_dir, workers=2)
+    try:
+        client = client_for(node.endpoint, key)
+        seconds = _timed([lambda f=f: client.search_faces(CollectionId="scale", FaceId=f, FaceMatchThreshold=80)
+                          for f in face_ids[:100]])
+        pss = node.pss_bytes()
+        return {"workers_2_startup_s": node.startup_s, "workers_2_node_pss_bytes": pss,
+                "workers_2_rss_bytes_per_face": (pss - empty_pss) / faces,
+                **_percentiles("workers_2_search_faces", seconds)}
+    finally:
+        node.stop()

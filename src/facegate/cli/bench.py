@@ -139,21 +139,35 @@ def console(out_dir: Path, records: int, repeats: int) -> None:
 
 
 @bench.command("scale")
+@_faces_option
 @_out_option
 @click.option("--size", "sizes", multiple=True, type=click.IntRange(1000), default=(100_000,), show_default=True,
-              help="Faces in the collection (synthetic descriptors); repeat for several sizes.")
-def scale(out_dir: Path, sizes: tuple[int, ...]) -> None:
-    """Start-up, memory per face, SearchFaces latency and connections per request at N faces
-    on SQLite; writes scale.json. Note OPENBLAS_NUM_THREADS in the output: set it as you serve.
+              help="Distractor faces in the collection (synthetic descriptors); repeat for several sizes.")
+@click.option("--workers/--no-workers", default=True, show_default=True,
+              help="Also measure a `serve --workers 2` node on the same data.")
+def scale(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], workers: bool) -> None:
+    """Start-up, node memory per face, SearchFaces / SearchFacesByImage / DetectFaces latency,
+    recall@1 and IndexFaces throughput at N faces on SQLite; writes scale.json. Runs at larger
+    sizes are kept in the file: each run replaces only the earlier run of its size and backend.
+    Note OPENBLAS_NUM_THREADS in the output: set it as you serve.
 
     \b
     Examples:
       facegate bench scale --out benchmarks/results                 # 100,000 faces
-      facegate bench scale --size 100000 --size 1000000             # the growth curve
+      OPENBLAS_NUM_THREADS=1 facegate bench scale --size 1000000 --no-workers
     """
     from facegate.bench.scale_bench import run_scale_bench
 
-    _write(out_dir / "scale.json", {"runs": [run_scale_bench(size) for size in sizes]})
+    _merge_runs(out_dir / "scale.json", [run_scale_bench(size, faces_dir, workers) for size in sizes])
+
+
+def _merge_runs(path: Path, runs: list[dict]) -> None:
+    """Write ``runs`` into the file's list, replacing earlier runs of the same size and backend,
+    so a quick CI-sized run does not erase a long one measured by hand."""
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    fresh = {(run["faces"], run["backend"]) for run in runs}
+    kept = [run for run in earlier if (run.get("faces"), run.get("backend")) not in fresh]
+    _write(path, {"runs": sorted(kept + runs, key=lambda run: (run["backend"], run["faces"]))})
 
 
 @bench.command("index")
