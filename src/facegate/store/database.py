@@ -128,7 +128,7 @@ class Store:
         index = FaceIndex(self._dimension)
         with self.engine.connect() as connection:
             tx = Transaction(connection)
-            applied = tx.index_log_head()
+            applied = max(tx.index_log_position())  # every change up to here, logged or pruned, is in the faces read below
             for pk, count in tx.face_counts().items():
                 index.collection(pk).reserve(count)
             for batch in tx.face_vector_batches(self._dimension):
@@ -158,11 +158,11 @@ class Store:
             tx = Transaction(connection)
             head, pruned = tx.index_log_position()
             entry = tx.index_log_entry(snapshot.mark.seq) if snapshot.mark.seq else None
-        if head < snapshot.mark.seq or pruned > snapshot.mark.seq:
-            return None
-        if snapshot.mark.seq and entry != (snapshot.mark.recorded_at, snapshot.mark.face_id):
-            return None
-        return snapshot
+        if max(head, pruned) < snapshot.mark.seq or pruned > snapshot.mark.seq:
+            return None  # the database is behind the snapshot, or changes since it are gone from the log
+        if entry is None:  # only pruning up to exactly the snapshot's position leaves nothing to recognise
+            return snapshot if pruned == snapshot.mark.seq else None
+        return snapshot if entry == (snapshot.mark.recorded_at, snapshot.mark.face_id) else None
 
     def _use_snapshot(self, snapshot: Snapshot) -> None:
         """Make the snapshot's index current, brought up to date from the log first, so
