@@ -3,8 +3,10 @@
 For every request: resolve the identity, look up the collection in the caller's own
 organisation, ask the Cedar packs, then run the service and record what happened. A
 write's audit record is committed inside the write's own transaction (through the
-store's ``before_commit`` hook); everything else gets its record right after. Denied
-and failed requests are recorded too, including one that fails before a decision is reached.
+store's ``before_commit`` hook); everything else gets its record right after, committed
+together with concurrent requests' records (``store/group_commit.py``) before the caller
+is answered. Denied and failed requests are recorded too, including one that fails before
+a decision is reached.
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ class Gate:
         store = self.service.store
         if request.operation not in OPERATIONS:
             error = exceptions.UnsupportedOperationException(unsupported_message(request.operation))
-            with store.transaction() as tx:
-                audit.append(tx, {**self._record(request, None), "status": 400, "error_type": error.code, "summary": {}})
+            store.append_audit_grouped({**self._record(request, None), "status": 400, "error_type": error.code, "summary": {}})
             raise error
         try:
             params = self._with_governance_defaults(request)
@@ -62,8 +63,7 @@ class Gate:
             raise
         base = self._record(request, decision)
         if not decision.allowed:
-            with store.transaction() as tx:
-                audit.append(tx, {**base, "status": 400, "error_type": "AccessDeniedException", "summary": {}})
+            store.append_audit_grouped({**base, "status": 400, "error_type": "AccessDeniedException", "summary": {}})
             raise exceptions.AccessDeniedException(decision.explain())
 
         written: list[dict[str, Any]] = []
@@ -76,9 +76,8 @@ class Gate:
         except Exception as exc:
             self._after(written, base, *_failure(exc))
             raise
-        if not written:
-            with store.transaction() as tx:
-                audit.append(tx, {**base, "status": 200, "error_type": None, "summary": _response_summary(result)})
+        if not written:  # durable before the results are given out
+            store.append_audit_grouped({**base, "status": 200, "error_type": None, "summary": _response_summary(result)})
         return result
 
     def _run(self, request: Request, params: dict[str, Any], hook: Callable[[Transaction], None]) -> dict[str, Any]:
@@ -89,9 +88,8 @@ class Gate:
             before_commit.reset(token)
 
     def _after(self, written: list[dict[str, Any]], base: dict[str, Any], status: int, error: str) -> None:
-        with self.service.store.transaction() as tx:
-            note = {"after_committed_write": written[0]["seq"]} if written else {}
-            audit.append(tx, {**base, "status": status, "error_type": error, "summary": note})
+        note = {"after_committed_write": written[0]["seq"]} if written else {}
+        self.service.store.append_audit_grouped({**base, "status": status, "error_type": error, "summary": note})
 
     def _with_governance_defaults(self, request: Request) -> dict[str, Any]:
         if request.operation == "CreateCollection":

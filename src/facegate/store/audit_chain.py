@@ -41,14 +41,37 @@ def columns(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+Link = tuple[int, str]
+"""(seq, hash) of the record the next one follows."""
+
+
+def seal(fields: dict[str, Any], previous: Link | None) -> tuple[dict[str, Any], str]:
+    """``fields`` as the record that follows ``previous`` (None: the first record): with
+    ``seq``, ``prev_hash`` and ``time`` (now, unless given), and its hash; and the canonical
+    text that is stored and hashed. Nothing is written. Raises ``TypeError``/``ValueError``
+    for fields that are not JSON."""
+    seq = 1 if previous is None else previous[0] + 1
+    record = {**fields, "seq": seq, "prev_hash": GENESIS if previous is None else previous[1]}
+    record.setdefault("time", time.time())
+    text = canonical(record)
+    return {**record, "hash": digest(text)}, text
+
+
+def write(tx: Transaction, record: dict[str, Any], text: str) -> None:
+    """Store a sealed record inside ``tx``, which must be serialised with every other
+    appender (the store's write transaction) or the chain forks; then ``set_head``."""
+    tx.append_audit(record=text, digest=record["hash"], **columns(record))
+
+
+def set_head(tx: Transaction, record: dict[str, Any]) -> None:
+    """Keep ``record`` (the newest written) as the head, apart from the chain."""
+    tx.set_setting(HEAD_SETTING, json.dumps({"seq": record["seq"], "hash": record["hash"]}))
+
+
 def append(tx: Transaction, fields: dict[str, Any]) -> dict[str, Any]:
     """Append one record inside ``tx`` (which the store serialises); returns it with its hash."""
     last = tx.last_audit()
-    seq = 1 if last is None else last.seq + 1
-    record = {**fields, "seq": seq, "prev_hash": GENESIS if last is None else last.hash}
-    record.setdefault("time", time.time())
-    text = canonical(record)
-    record_hash = digest(text)
-    tx.append_audit(record=text, digest=record_hash, **columns(record))
-    tx.set_setting(HEAD_SETTING, json.dumps({"seq": seq, "hash": record_hash}))
-    return {**record, "hash": record_hash}
+    record, text = seal(fields, None if last is None else (last.seq, last.hash))
+    write(tx, record, text)
+    set_head(tx, record)
+    return record

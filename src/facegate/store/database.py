@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -24,6 +25,7 @@ from sqlalchemy.pool import QueuePool
 
 from facegate.store.face_index import FaceIndex
 from facegate.store.index_snapshot import IndexSnapshots, LogMark, Snapshot
+from facegate.store.group_commit import GroupCommit
 from facegate.store.migrations import current_version, migrate
 from facegate.store.transaction import Transaction
 
@@ -91,6 +93,7 @@ class Store:
         self._applied_seq = 0
         self._write_lock = threading.Lock()
         self._catch_up_lock = threading.Lock()
+        self._audit_appends = GroupCommit(self.transaction)
         self._snapshots = None if index_dir is None else IndexSnapshots(index_dir)
         self._snapshot_marker: tuple[int, int] | None = None
         self._compacting = threading.Lock()
@@ -301,6 +304,13 @@ class Store:
                     hook(tx)
             if tx.index_changes and self._index is not None:  # an index not built yet will load them
                 self._catch_up()
+
+    def append_audit_grouped(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Append an audit record (``audit_chain.append``'s fields and result) in a write
+        transaction shared with the records concurrent callers append this way: one commit,
+        one fsync for all (``store/group_commit.py``). It is committed when this returns;
+        raises if it could not be. A write's own record belongs in the write's transaction."""
+        return self._audit_appends.append(fields)
 
     @contextmanager
     def reader(self) -> Iterator[Transaction]:
