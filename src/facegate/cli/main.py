@@ -17,6 +17,7 @@ from facegate.cli.console import console_user, review_group  # noqa: E402
 from facegate.cli.evaluate import evaluate  # noqa: E402
 from facegate.cli.governance import audit_group, consent, orgs, policy, retention  # noqa: E402
 from facegate.cli.images import compare, detect  # noqa: E402
+from facegate.cli.index_dir import index_dir  # noqa: E402
 from facegate.cli.server import keys, serve  # noqa: E402
 
 
@@ -33,6 +34,7 @@ cli.add_command(serve)
 cli.add_command(keys)
 cli.add_command(detect)
 cli.add_command(compare)
+cli.add_command(index_dir)
 cli.add_command(evaluate)
 cli.add_command(bench)
 for group in (orgs, policy, audit_group, consent, retention, console_user, review_group):
