@@ -96,7 +96,7 @@ def analyse_image(engine: FaceEngine, data: bytes, quality_filter: str = QUALITY
 
 
 def face_records(
-    collection: CollectionRecord, image: AnalysedImage, external_id: str, model_version: str, now: float
+    collection: CollectionRecord, image: AnalysedImage, external_id: str | None, model_version: str, now: float
 ) -> list[FaceRecord]:
     """The rows IndexFaces would store for ``image``: new FaceIds and one ImageId."""
     image_id = str(uuid.uuid4())

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from typing import Any
 
+from facegate.service.bulk_indexing import AnalysedFace, AnalysedImage, face_records
 from facegate.service.context import Scope, Service, after_token, require_collection
 from facegate.service.detection import MAX_FACES_PER_IMAGE
 from facegate.service.faces import bounding_box, face_detail, stored_face
 from facegate.service.images import load_image
 from facegate.service.quality_filter import rejection_reasons
-from facegate.store.records import FaceRecord
 
 FACE_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 MAX_FACES_PAGE = 4096
@@ -53,23 +52,12 @@ def index_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict[
         else:
             kept.append(face)
     descriptors = engine.embed(image, kept)
-    image_id, now = str(uuid.uuid4()), time.time()
-    stored = [
-        FaceRecord(
-            face_id=str(uuid.uuid4()),
-            collection_pk=collection.pk,
-            image_id=image_id,
-            external_image_id=external_image_id,
-            user_id=None,
-            box=tuple(bounding_box(face.detection.box, image)[k] for k in ("Left", "Top", "Width", "Height")),  # type: ignore[arg-type]
-            confidence=face.detection.confidence,
-            embedding=vector,
-            model_version=engine.model_version,
-            image_fingerprint=fingerprint,
-            created_at=now,
-        )
-        for face, vector in zip(kept, descriptors)
-    ]
+    boxes = [bounding_box(face.detection.box, image) for face in kept]
+    analysed = AnalysedImage(fingerprint, tuple(
+        AnalysedFace((box["Left"], box["Top"], box["Width"], box["Height"]), face.detection.confidence, vector)
+        for box, face, vector in zip(boxes, kept, descriptors)
+    ))
+    stored = face_records(collection, analysed, external_image_id, engine.model_version, time.time())
     with service.store.transaction() as tx:
         require_collection(tx, scope, params["CollectionId"])  # it may have been deleted meanwhile
         tx.insert_faces(stored)
