@@ -27,7 +27,9 @@ from facegate.store.face_index import FaceIndex
 from facegate.store.index_snapshot import IndexSnapshots, LogMark, Snapshot
 from facegate.store.group_commit import GroupCommit
 from facegate.store.migrations import current_version, migrate
+from facegate.store.pgvector_index import PgVectorIndex
 from facegate.store.transaction import Transaction
+from facegate.store.vector_column import has_vector_column
 
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,9 @@ class Store:
         self._compacting = threading.Lock()
         with engine.begin() as connection:
             migrate(connection)
-        if load_index:
+            # On pgvector the database searches: no index to load here, no log to replay.
+            self._vector_index = PgVectorIndex(engine, dimension) if has_vector_column(connection) else None
+        if load_index and self._vector_index is None:
             self._load_index()
 
     def _load_index(self) -> None:
@@ -181,11 +185,14 @@ class Store:
         self._index, self._applied_seq, self._snapshot_marker = index, applied, marker
 
     @property
-    def index(self) -> FaceIndex:
+    def index(self) -> FaceIndex | PgVectorIndex:
         """The face index, first brought up to date with every committed change to the
         faces, whichever process made it (another server on the same PostgreSQL database,
         or a CLI command). When nothing changed this costs one query of two primary-key
-        lookups on a pooled connection and one ``stat``, and takes no lock."""
+        lookups on a pooled connection and one ``stat``, and takes no lock. On PostgreSQL
+        with pgvector the index is the database's own (``PgVectorIndex``), always current."""
+        if self._vector_index is not None:
+            return self._vector_index
         self._catch_up()
         assert self._index is not None
         return self._index

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, inspect, select, text
 from facegate.store import schema
 from facegate.store.audit_chain import append
 from facegate.store.transaction import Transaction
+from facegate.store.vector_column import add_vector_column, create_vector_extension
 
 
 def _v1_initial(connection: Connection) -> None:
@@ -108,8 +109,17 @@ def _v7_video_jobs(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.video_jobs])
 
 
+def _v8_vector_column(connection: Connection) -> None:
+    """On PostgreSQL with pgvector, descriptors also in a ``vector`` column with an HNSW index,
+    so searches run in the database and any number of servers share it with no index of
+    their own (``store/vector_column.py``, ``store/pgvector_index.py``). Elsewhere: nothing."""
+    if create_vector_extension(connection):
+        add_vector_column(connection)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age, _v6_console, _v7_video_jobs
+    _v1_initial, _v2_governance, _v3_index_log, _v4_state_baseline, _v5_faces_by_age, _v6_console, _v7_video_jobs,
+    _v8_vector_column,
 ]
 
 

@@ -3,6 +3,8 @@
 Methods return plain records. Mutations of faces also write ``IndexChange``s to the
 index log, which commits with them; every process's store replays the log into its
 in-memory index, so the index changes only with committed writes, from any process.
+On PostgreSQL with pgvector (schema v8) a face's row also carries its descriptor as a
+``vector``, which searches use instead (the log is still written there, and not replayed).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from facegate.store.records import (
     OrganizationRecord,
     UserRecord,
 )
+from facegate.store.vector_column import faces_with_descriptor, has_vector_column
 
 _INDEX_LOG_PRUNED = "index_log_pruned_through"
 
@@ -200,7 +203,12 @@ class Transaction:
             }
             for r in records
         ]
-        self.connection.execute(insert(schema.faces), rows)
+        if has_vector_column(self.connection):  # v8 on pgvector: the searchable copy, in the same row
+            for row, r in zip(rows, records):
+                row["descriptor"] = np.asarray(r.embedding, dtype=np.float32)
+            self.connection.execute(insert(faces_with_descriptor), rows)
+        else:
+            self.connection.execute(insert(schema.faces), rows)
         self.external_image_ids.extend(r.external_image_id for r in records if r.external_image_id is not None)
         self._record_index_changes(
             [IndexChange("add", r.collection_pk, r.face_id, np.asarray(r.embedding, np.float32), r.user_id) for r in records]
