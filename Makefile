@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/facegate bench server --out benchmarks/results
 	$(BIN)/facegate bench images --out benchmarks/results
 	$(BIN)/facegate bench load --out benchmarks/results
-	$(BIN)/facegate bench scale --out benchmarks/results
+	$(BIN)/facegate bench scale --backend sqlite --backend pgvector --out benchmarks/results
 	$(BIN)/facegate bench console --out benchmarks/results
 	OPENBLAS_NUM_THREADS=1 $(BIN)/facegate bench index --out benchmarks/results
 

@@ -33,14 +33,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
-from botocore.config import Config
 from sqlalchemy import text
 
 from facegate.bench.embedded_postgres import embedded_postgres
 from facegate.bench.index_bench import clustered_descriptors
 from facegate.bench.local_server import free_port, start_serve_process
+from facegate.bench.scale_bench import client_for, percentiles, pss_bytes
 from facegate.engine.face_models import load_engine
 from facegate.evaluate.describe import describe_photos
 from facegate.governance.keys import NewAccessKey, create_access_key
@@ -224,36 +223,16 @@ def _database_sizes(store: Store) -> dict[str, int]:
     return {"table_bytes": int(table), "hnsw_bytes": int(hnsw)}
 
 
-def _client(endpoint: str, key: NewAccessKey) -> Any:
-    return boto3.client(
-        "rekognition", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"max_attempts": 1}, read_timeout=120),
-    )
-
-
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def _serve_start(data_dir: Path) -> dict[str, float]:
     port = free_port()
     start = time.perf_counter()
     process = start_serve_process(data_dir, port)
     seconds = time.perf_counter() - start
     try:
-        return {"startup_s": seconds, "rss_bytes": _rss_bytes(process.pid)}
+        return {"startup_s": seconds, "rss_bytes": pss_bytes(process.pid)}
     finally:
         process.terminate()
         process.wait(timeout=60)
-
-
-def _percentiles(name: str, seconds: list[float]) -> dict[str, float]:
-    ms = np.array(seconds) * 1000
-    return {f"{name}_p50_ms": float(np.percentile(ms, 50)), f"{name}_p99_ms": float(np.percentile(ms, 99))}
 
 
 def _time_requests(data_dir: Path, key: NewAccessKey, mate_ids: list[str], synthetic_ids: list[str], photos: list[bytes],
@@ -267,8 +246,8 @@ def _time_requests(data_dir: Path, key: NewAccessKey, mate_ids: list[str], synth
     process = start_serve_process(data_dir, port)
     startup = time.perf_counter() - start
     try:
-        rss = _rss_bytes(process.pid)  # as started, like the empty server's
-        client = _client(f"http://127.0.0.1:{port}", key)
+        rss = pss_bytes(process.pid)  # as started, like the empty server's
+        client = client_for(f"http://127.0.0.1:{port}", key)
         by_id = [synthetic_ids[i] for i in rng.integers(0, len(synthetic_ids), SEARCHES)]
         by_mate_id = [mate_ids[i] for i in rng.integers(0, len(mate_ids), SEARCHES)]
         photos = photos[:IMAGE_SEARCHES]
@@ -289,10 +268,10 @@ def _time_requests(data_dir: Path, key: NewAccessKey, mate_ids: list[str], synth
         by_image = [timed(lambda b=b: client.search_faces_by_image(CollectionId="scale", Image={"Bytes": b}, FaceMatchThreshold=THRESHOLD))
                     for b in photos]
         detect = [timed(lambda b=b: client.detect_faces(Image={"Bytes": b})) for b in photos]
-        rss_after = _rss_bytes(process.pid)
+        rss_after = pss_bytes(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
-    return {"startup_s": startup, "rss_bytes": rss, "rss_bytes_after_requests": rss_after, **_percentiles("search_faces", search),
-            "search_faces_mean_matches": float(np.mean(matches)), **_percentiles("search_faces_mates", by_mate),
-            **_percentiles("search_faces_by_image", by_image), "detect_faces_p50_ms": _percentiles("d", detect)["d_p50_ms"]}
+    return {"startup_s": startup, "rss_bytes": rss, "rss_bytes_after_requests": rss_after, **percentiles("search_faces", search),
+            "search_faces_mean_matches": float(np.mean(matches)), **percentiles("search_faces_mates", by_mate),
+            **percentiles("search_faces_by_image", by_image), "detect_faces_p50_ms": percentiles("d", detect)["d_p50_ms"]}

