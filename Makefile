@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/facegate bench scale --backend sqlite --backend pgvector --out benchmarks/results
 	$(BIN)/facegate bench console --out benchmarks/results
 	OPENBLAS_NUM_THREADS=1 $(BIN)/facegate bench index --out benchmarks/results
+	OPENBLAS_NUM_THREADS=1 $(BIN)/facegate bench ann --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

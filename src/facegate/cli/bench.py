@@ -193,3 +193,24 @@ def index(out_dir: Path, sizes: tuple[int, ...]) -> None:
     from facegate.bench.index_bench import run_index_bench
 
     _write(out_dir / "index_scan.json", {"runs": [run_index_bench(size) for size in sizes]})
+
+
+@bench.command("ann")
+@_faces_option
+@_out_option
+@click.option("--size", "sizes", multiple=True, type=click.IntRange(1000), default=(100_000,), show_default=True,
+              help="Faces in all (real mates included); repeat for several sizes.")
+@click.option("--build-threads", default=1, show_default=True, help="Threads building each graph (searches use one).")
+def ann(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], build_threads: int) -> None:
+    """Approximate graph indexes (usearch HNSW) against the exact scan, in the same run:
+    recall@1 on real mates among synthetic distractors, latency, memory, build time; writes
+    ann.json. This is why searches stay exact (see the README's Measured numbers).
+
+    \b
+    Examples:
+      facegate bench ann                                           # 100,000 faces, about 10 minutes
+      facegate bench ann --size 1000000 --build-threads 2          # about 20 minutes a graph
+    """
+    from facegate.bench.ann_bench import run_ann_bench
+
+    _write(out_dir / "ann.json", run_ann_bench(sizes, faces_dir, build_threads=build_threads))
