@@ -234,3 +234,28 @@ def test_ties_are_broken_by_face_id_wherever_the_faces_sit():
     for face_id in ("c", "a", "b"):
         index.add(face_id, vector, None)
     assert [n.face_id for n in index.search(vector, 0.5, None, False)] == ["a", "b", "c"]
+
+
+def test_the_index_log_is_pruned_in_short_transactions(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "INDEX_LOG_PRUNE_BATCH", 3)
+    store = open_store(sqlite_url(tmp_path))
+    try:
+        pk = _collection(store)
+        _faces(store, pk, np.random.default_rng(9), 10)
+        commits: list[int] = []
+        monkeypatch.setattr(transaction.Transaction, "prune_index_log",
+                            _counting(transaction.Transaction.prune_index_log, commits))
+        assert store.prune_index_log(keep_seconds=0) == 10
+        assert commits == [3, 3, 3, 1]
+        with store.reader() as tx:
+            assert tx.index_log_position() == (0, tx.index_log_pruned_through()) and tx.index_log_pruned_through() > 0
+    finally:
+        store.close()
+
+
+def _counting(prune, deleted: list[int]):
+    def counted(self, before: float, limit: int) -> int:
+        deleted.append(prune(self, before, limit))
+        return deleted[-1]
+
+    return counted

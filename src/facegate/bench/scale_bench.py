@@ -127,14 +127,23 @@ def mate_photos(faces_dir: Path, count: int) -> list[tuple[bytes, bytes]]:
 
 
 def recall_at_1(store: Store, collection_pk: int, probes: list[np.ndarray]) -> float:
-    """Fraction of probes whose nearest face by the index is the float64 brute force's nearest."""
+    """Fraction of probes whose nearest face by the index is the float64 brute force's nearest,
+    over every stored descriptor, streamed in batches so any size fits in memory."""
+    matrix = np.stack(probes).astype(np.float64)
+    best = np.full(len(probes), -np.inf)
+    nearest: list[str] = [""] * len(probes)
     with store.reader() as tx:
-        stored = [(face_id, vector) for pk, face_id, vector, _ in tx.all_face_vectors() if pk == collection_pk]
-    ids = [face_id for face_id, _ in stored]
-    matrix = np.stack([vector for _, vector in stored]).astype(np.float64)
+        for batch in tx.face_vector_batches(store.index.dimension):
+            rows = np.flatnonzero(batch.collection_pks == collection_pk)
+            if not len(rows):
+                continue
+            dots = batch.vectors[rows].astype(np.float64) @ matrix.T
+            top = np.argmax(dots, axis=0)
+            for i, row in enumerate(top):
+                if dots[row, i] > best[i]:
+                    best[i], nearest[i] = dots[row, i], batch.face_ids[rows[row]]
     hits = 0
-    for probe in probes:
-        exact = ids[int(np.argmax(matrix @ probe.astype(np.float64)))]
+    for probe, exact in zip(probes, nearest):
         found = store.index.search(collection_pk, probe, 2.0, 1)
         hits += bool(found) and found[0].face_id == exact
     return hits / len(probes)

@@ -44,6 +44,9 @@ SQLITE_POOL_CONNECTIONS = 8
 """SQLite connections each process keeps open for reuse. Opening one costs a file open and
 four PRAGMAs, and every index access (each search) needs one; threads beyond this many
 reading at once get a fresh connection, closed again when they return it, so none waits."""
+INDEX_LOG_PRUNE_BATCH = 5_000
+"""Log entries deleted per transaction when pruning: a day of bulk enrolment can leave
+millions, and deleting them at once would hold the write lock for seconds."""
 COMPACT_MIN_ROWS = 20_000
 COMPACT_FRACTION = 0.05
 """A new snapshot is written once faces added or removed since the last one reach this many,
@@ -282,8 +285,13 @@ class Store:
         index has changed since the current one."""
         if self._snapshots is not None and self._index is not None and self._applied_seq > self._snapshot_seq():
             self.compact_index()
-        with self.transaction() as tx:
-            return tx.prune_index_log(time.time() - keep_seconds)
+        before, pruned = time.time() - keep_seconds, 0
+        while True:  # in batches, so requests never queue long behind the write lock
+            with self.transaction() as tx:
+                deleted = tx.prune_index_log(before, INDEX_LOG_PRUNE_BATCH)
+            pruned += deleted
+            if deleted < INDEX_LOG_PRUNE_BATCH:
+                return pruned
 
     def _snapshot_seq(self) -> int:
         assert self._snapshots is not None

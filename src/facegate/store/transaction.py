@@ -352,10 +352,12 @@ class Transaction:
         row = self.connection.execute(select(log.recorded_at, log.face_id).where(log.seq == seq)).one_or_none()
         return None if row is None else (float(row.recorded_at), str(row.face_id))
 
-    def prune_index_log(self, before: float) -> int:
-        """Delete log entries recorded before ``before``; returns how many."""
+    def prune_index_log(self, before: float, limit: int) -> int:
+        """Delete the oldest log entries recorded before ``before``, at most ``limit`` of them
+        (so one transaction holds the write lock briefly); returns how many."""
         log = schema.index_log.c
-        through = self.connection.execute(select(func.max(log.seq)).where(log.recorded_at < before)).scalar_one_or_none()
+        oldest = select(log.seq).where(log.recorded_at < before).order_by(log.seq).limit(limit).subquery()
+        through = self.connection.execute(select(func.max(oldest.c.seq))).scalar_one_or_none()
         if through is None:
             return 0
         deleted = self.connection.execute(delete(schema.index_log).where(log.seq <= through)).rowcount
