@@ -259,3 +259,30 @@ def _counting(prune, deleted: list[int]):
         return deleted[-1]
 
     return counted
+
+
+def test_a_snapshot_far_behind_the_log_is_rebuilt_in_bulk_not_replayed(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "COMPACT_MIN_ROWS", 5)
+    rng = np.random.default_rng(10)
+    store = _open(tmp_path)
+    pk = _collection(store)
+    _faces(store, pk, rng, 10)
+    store.close()  # leaves a snapshot of 10 faces
+    writer = open_store(sqlite_url(tmp_path))  # a bulk load by a CLI command while the server is down
+    _faces(writer, pk, rng, 30)
+    writer.close()
+    loads: list[int] = []
+    bulk = transaction.Transaction.face_vector_batches
+
+    def counted(self, dimension):
+        loads.append(dimension)
+        return bulk(self, dimension)
+
+    monkeypatch.setattr(transaction.Transaction, "face_vector_batches", counted)
+    reopened = _open(tmp_path)
+    try:
+        assert loads == [128]
+        assert reopened.index.collection(pk).base.rows.count == 40
+        assert reopened.index_disagreements() == []
+    finally:
+        reopened.close()

@@ -118,6 +118,8 @@ class Store:
             return
         with self._snapshots.locked(exclusive=True):
             snapshot = self._valid_snapshot()
+            if snapshot is not None and self._far_behind(snapshot):
+                snapshot = None  # replaying that much of the log one change at a time is slower than a bulk rebuild
             if snapshot is None:
                 index, applied = self._index_from_database()
                 try:
@@ -173,6 +175,13 @@ class Store:
         if entry is None:  # only pruning up to exactly the snapshot's position leaves nothing to recognise
             return snapshot if pruned == snapshot.mark.seq else None
         return snapshot if entry == (snapshot.mark.recorded_at, snapshot.mark.face_id) else None
+
+    def _far_behind(self, snapshot: Snapshot) -> bool:
+        """More changes were logged since the snapshot than it holds faces (and than a
+        compaction would wait for): say a CLI bulk load while the server was down."""
+        with self.engine.connect() as connection:
+            head, _ = Transaction(connection).index_log_position()
+        return head - snapshot.mark.seq > max(COMPACT_MIN_ROWS, snapshot.faces)
 
     def _use_snapshot(self, snapshot: Snapshot) -> None:
         """Make the snapshot's index current, brought up to date from the log first, so
