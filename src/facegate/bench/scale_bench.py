@@ -84,6 +84,21 @@ def pss_bytes(pid: int) -> int:
     raise RuntimeError(f"no Pss for {pid}")
 
 
+def pss_by_file(pid: int, under: Path) -> dict[str, int]:
+    """Pss (bytes) of the process's mappings of files under ``under``, by file name: how much of
+    each snapshot plane the searches actually brought in."""
+    out: dict[str, int] = {}
+    name = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 and fields[5].startswith(str(under)) else None
+        elif name is not None and line.startswith("Pss:"):
+            key = Path(name).name
+            out[key] = out.get(key, 0) + int(fields[1]) * 1024
+    return out
+
+
 class ServeProcess:
     """``facegate serve`` as a child process: the node under test."""
 
@@ -207,6 +222,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
             by_image_seconds = _timed([lambda b=b: client.search_faces_by_image(CollectionId="scale", Image={"Bytes": b},
                                                                                 FaceMatchThreshold=80) for b in probes])
             node_pss = node.pss_bytes()
+            planes = pss_by_file(node.process.pid, data_dir / INDEX_DIRECTORY)
         finally:
             node.stop()
         workers = _workers_node(data_dir, key, by_id, faces, empty_workers_pss) if workers_run else {}
@@ -226,6 +242,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         "startup_empty_s": empty.startup_s,
         "rss_bytes_per_face": (node_pss - empty_pss) / faces,
         "node_pss_bytes": node_pss,
+        "index_planes_pss_bytes": planes,
         **workers,
         **percentiles("search_faces", search_seconds),
         **percentiles("search_faces_by_image", by_image_seconds),

@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import simsimd
 
+from facegate.store.cold_plane import ColdPlane
+
 FACE_ID_DTYPE = "S36"
 """Face ids as fixed-width ASCII (Rekognition's FaceId is a 36-character UUID)."""
 NO_USER = -1
@@ -43,14 +45,14 @@ class Rows(NamedTuple):
     Each float32 vector is held split in two planes of 16-bit halves: ``high`` is the vector
     truncated to bfloat16, which searches scan with simsimd's SIMD bf16 dot products (256 B a
     face at 128 dimensions); ``low`` is read only to rebuild the exact float32 vector for the
-    re-rank. In a memory-mapped snapshot the low plane stays on disk except for the rows a
-    re-rank reads, which is how a node holds under 300 B a face in RAM. (Measured on
+    re-rank. In a snapshot the low halves and the face ids stay on disk, read a few rows at a
+    time (``ColdPlane``), which is how a node holds under 300 B a face in RAM. (Measured on
     2026-11-28 at 1M faces against int8 codes plus a float32 copy: that scan took 7.1 ms
     against 9.7 ms, but held 644 B a face; float16 took 16.7 ms, float32 BLAS 31 ms.)"""
 
     high: np.ndarray  # (capacity, dimension) uint16
-    low: np.ndarray  # (capacity, dimension) uint16
-    face_ids: np.ndarray  # (capacity,) FACE_ID_DTYPE
+    low: np.ndarray | ColdPlane  # (capacity, dimension) uint16; a snapshot's is read from disk
+    face_ids: np.ndarray | ColdPlane  # (capacity,) FACE_ID_DTYPE
     users: np.ndarray  # (capacity,) int32 codes into the collection's user names, NO_USER for none
     alive: np.ndarray  # (capacity,) bool: False once removed
     count: int

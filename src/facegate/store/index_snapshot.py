@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import uuid
@@ -36,10 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from facegate.store.cold_plane import ColdPlane
 from facegate.store.face_index import FACE_ID_DTYPE, NO_USER, BaseRows, CollectionIndex, FaceIndex, Rows
 
 FORMAT = 1
 ARRAYS = ("high", "low", "face_ids", "users", "sorted_ids", "sorted_rows", "user_names")
+COLD = ("low", "face_ids")
+"""Planes read with ``pread`` rather than mapped (``ColdPlane``)."""
 CHUNK_ROWS = 65_536
 """Rows copied at a time while writing, so a snapshot of any size needs little extra memory."""
 
@@ -119,6 +123,9 @@ class IndexSnapshots:
             arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAYS}
         except (OSError, ValueError, KeyError):
             return None
+        _advise(arrays["high"], mmap.MADV_WILLNEED)
+        for key in COLD:
+            arrays[key] = ColdPlane(folder / f"{key}.npy", arrays[key])
         collections = {int(pk): _base_rows(arrays, entry) for pk, entry in manifest["collections"].items()}
         return Snapshot(name, LogMark(**manifest["mark"]), int(manifest["dimension"]), collections)
 
@@ -230,10 +237,17 @@ def _renumbered(codes: np.ndarray, index: CollectionIndex, names: list[bytes], n
 def _base_rows(arrays: dict[str, np.ndarray], entry: dict[str, Any]) -> BaseRows:
     start, end = entry["start"], entry["end"]
     count = end - start
-    rows = Rows(arrays["high"][start:end], arrays["low"][start:end], arrays["face_ids"][start:end],
+    rows = Rows(arrays["high"][start:end], arrays["low"].rows(start, end), arrays["face_ids"].rows(start, end),
                 np.array(arrays["users"][start:end]), np.ones(count, bool), count)
     return BaseRows(rows, arrays["sorted_ids"][start:end], arrays["sorted_rows"][start:end],
                     arrays["user_names"][entry["names_start"] : entry["names_end"]], float(entry["max_error"]))
+
+
+def _advise(array: np.ndarray, advice: int) -> None:
+    """Every search scans the high halves from end to end: have them read in before the first."""
+    mapped = getattr(array, "_mmap", None)
+    if mapped is not None and len(array):
+        mapped.madvise(advice)
 
 
 def _fsync_tree(folder: Path) -> None:
