@@ -8,6 +8,7 @@ against a float64 brute force over what the database holds.
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 import time
 import uuid
 from pathlib import Path
@@ -67,13 +68,10 @@ def test_a_reopened_store_maps_its_snapshot_instead_of_rebuilding(tmp_path, monk
     writer.close()
     _open(tmp_path).close()  # builds from the database once, and writes the snapshot
     _no_rebuild(monkeypatch)
-    reopened = _open(tmp_path)
-    try:
+    with closing(_open(tmp_path)) as reopened:
         assert reopened.index.collection(pk).base is not None
         assert reopened.index.size(pk) == 300
         assert reopened.index_disagreements() == []
-    finally:
-        reopened.close()
 
 
 def test_a_store_closed_with_changes_leaves_them_in_a_new_snapshot(tmp_path, monkeypatch):
@@ -82,11 +80,8 @@ def test_a_store_closed_with_changes_leaves_them_in_a_new_snapshot(tmp_path, mon
     pk = _collection(store)
     _faces(store, pk, rng, 30)
     store.close()
-    reopened = _open(tmp_path)
-    try:
+    with closing(_open(tmp_path)) as reopened:
         assert reopened.index.collection(pk).base.rows.count == 30
-    finally:
-        reopened.close()
 
 
 def test_changes_after_the_snapshot_are_replayed_from_the_log(tmp_path, monkeypatch):
@@ -102,16 +97,13 @@ def test_changes_after_the_snapshot_are_replayed_from_the_log(tmp_path, monkeypa
     writer.close()
     store.close()
     _no_rebuild(monkeypatch)
-    reopened = _open(tmp_path)
-    try:
+    with closing(_open(tmp_path)) as reopened:
         assert reopened.index_disagreements() == []
         probe = added[1].embedding
         hits = reopened.index.search(pk, probe, 1.2, 5)
         assert [h.face_id for h in hits] == _brute_force(reopened, pk, probe, 1.2, 5)
         assert hits[0].user_id == "alice"
         assert reopened.index.vector(pk, kept[0].face_id) is None
-    finally:
-        reopened.close()
 
 
 def test_a_snapshot_of_another_database_is_not_used(tmp_path):
@@ -125,12 +117,9 @@ def test_a_snapshot_of_another_database_is_not_used(tmp_path):
     _faces(other, pk, rng, 70)
     other.close()
     # The second database, opened with the first one's snapshot beside it.
-    store = open_store(sqlite_url(other_dir), index_dir=tmp_path / "a" / "index")
-    try:
+    with closing(open_store(sqlite_url(other_dir), index_dir=tmp_path / "a" / "index")) as store:
         assert store.index_disagreements() == []
         assert store.index.size(pk) == 70
-    finally:
-        store.close()
 
 
 def test_processes_of_a_node_share_one_snapshot_and_see_each_others_writes(tmp_path, monkeypatch):
@@ -238,8 +227,7 @@ def test_ties_are_broken_by_face_id_wherever_the_faces_sit():
 
 def test_the_index_log_is_pruned_in_short_transactions(tmp_path, monkeypatch):
     monkeypatch.setattr(database, "INDEX_LOG_PRUNE_BATCH", 3)
-    store = open_store(sqlite_url(tmp_path))
-    try:
+    with closing(open_store(sqlite_url(tmp_path))) as store:
         pk = _collection(store)
         _faces(store, pk, np.random.default_rng(9), 10)
         commits: list[int] = []
@@ -249,8 +237,6 @@ def test_the_index_log_is_pruned_in_short_transactions(tmp_path, monkeypatch):
         assert commits == [3, 3, 3, 1]
         with store.reader() as tx:
             assert tx.index_log_position() == (0, tx.index_log_pruned_through()) and tx.index_log_pruned_through() > 0
-    finally:
-        store.close()
 
 
 def _counting(prune, deleted: list[int]):
@@ -279,10 +265,7 @@ def test_a_snapshot_far_behind_the_log_is_rebuilt_in_bulk_not_replayed(tmp_path,
         return bulk(self, dimension)
 
     monkeypatch.setattr(transaction.Transaction, "face_vector_batches", counted)
-    reopened = _open(tmp_path)
-    try:
+    with closing(_open(tmp_path)) as reopened:
         assert loads == [128]
         assert reopened.index.collection(pk).base.rows.count == 40
         assert reopened.index_disagreements() == []
-    finally:
-        reopened.close()
