@@ -215,7 +215,7 @@ class CollectionIndex:
             return []
         face_ids, distances, users = np.concatenate(found_ids), np.concatenate(found_distances), np.concatenate(found_users)
         order = np.lexsort((face_ids, distances))[:limit]
-        return [Neighbour(face_ids[i].decode(), float(distances[i]), self._user_name(int(users[i]))) for i in order]
+        return [Neighbour(face_ids[i].decode(), float(distances[i]), self.user_name(int(users[i]))) for i in order]
 
     def snapshot(self) -> dict[str, tuple[np.ndarray, str | None]]:
         """Every face as id -> (vector, user), for consistency checks against the database."""
@@ -223,7 +223,7 @@ class CollectionIndex:
         for block in self.blocks():
             rows = np.flatnonzero(block.alive[: block.count])
             for face_id, vector, user in zip(block.face_ids[rows], block.exact(rows), block.users[rows]):
-                out[face_id.decode()] = (vector, self._user_name(int(user)))
+                out[face_id.decode()] = (vector, self.user_name(int(user)))
         return out
 
     def compacted(self) -> CollectionIndex:
@@ -233,7 +233,7 @@ class CollectionIndex:
         fresh.reserve(self._live)
         for block in self.blocks():
             rows = np.flatnonzero(block.alive[: block.count])
-            names = [self._user_name(int(code)) for code in block.users[rows]]
+            names = [self.user_name(int(code)) for code in block.users[rows]]
             fresh.extend([face_id.decode() for face_id in block.face_ids[rows]], block.exact(rows), names)
         return fresh
 
@@ -244,9 +244,6 @@ class CollectionIndex:
     def blocks(self) -> list[Rows]:
         """The base block (if any) and the tail, as they are now."""
         return ([self._base.rows] if self._base is not None else []) + [self._tail]
-
-    def user_name(self, code: int) -> str | None:
-        return self._user_name(code)
 
     @property
     def max_error(self) -> float:
@@ -308,7 +305,7 @@ class CollectionIndex:
         self._added_names.append(user_id)
         return len(self._base_names) + len(self._added_names) - 1
 
-    def _user_name(self, code: int) -> str | None:
+    def user_name(self, code: int) -> str | None:
         if code == NO_USER:
             return None
         if code < len(self._base_names):

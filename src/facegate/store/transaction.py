@@ -326,10 +326,6 @@ class Transaction:
             vectors = np.frombuffer(b"".join(embeddings), dtype="<f4").reshape(len(rows), dimension)
             yield FaceVectorBatch(np.array(pks, dtype=np.int64), list(face_ids), vectors.astype(np.float32, copy=False), list(user_ids))
 
-    def index_log_head(self) -> int:
-        """The last logged index change's sequence number (0 before any)."""
-        return self.connection.execute(select(func.coalesce(func.max(schema.index_log.c.seq), 0))).scalar_one()
-
     def index_log_position(self) -> tuple[int, int]:
         """(head, pruned through) of the index log in one round trip: a process whose index
         has applied the head, and not fallen behind pruning, has nothing to replay. Both are
