@@ -152,8 +152,8 @@ def test_enough_changes_publish_a_new_snapshot_that_every_process_switches_to(tm
         _faces(first, pk, rng, 40)
         first.index  # catches up, sees 50 rows outside the snapshot, compacts in the background
         deadline = time.monotonic() + 30
-        while _base_count(first, pk) != 130 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while (_base_count(first, pk), _base_count(second, pk)) != (130, 130) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the other process moves over at its next poll, with no request needed
         assert _base_count(first, pk) == 130  # only live faces, all in the new snapshot
         assert _base_count(second, pk) == 130
         assert len(list((tmp_path / "index").glob("snapshot-*"))) == 1

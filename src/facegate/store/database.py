@@ -47,6 +47,8 @@ reading at once get a fresh connection, closed again when they return it, so non
 INDEX_LOG_PRUNE_BATCH = 5_000
 """Log entries deleted per transaction when pruning: a day of bulk enrolment can leave
 millions, and deleting them at once would hold the write lock for seconds."""
+SNAPSHOT_POLL_SECONDS = 1.0
+"""How often each process checks (one ``stat``) whether a new index snapshot was published."""
 COMPACT_MIN_ROWS = 20_000
 COMPACT_FRACTION = 0.05
 """A new snapshot is written once faces added or removed since the last one reach this many,
@@ -102,12 +104,15 @@ class Store:
         self._snapshots = None if index_dir is None else IndexSnapshots(index_dir)
         self._snapshot_marker: tuple[int, int] | None = None
         self._compacting = threading.Lock()
+        self._closing = threading.Event()
         with engine.begin() as connection:
             migrate(connection)
             # On pgvector the database searches: no index to load here, no log to replay.
             self._vector_index = PgVectorIndex(engine, dimension) if has_vector_column(connection) else None
         if load_index and self._vector_index is None:
             self._load_index()
+        if self._snapshots is not None and self._vector_index is None:
+            threading.Thread(target=self._watch_snapshots, name="index-snapshot-watch", daemon=True).start()
 
     def _load_index(self) -> None:
         """Map the node's snapshot and replay the log since it; without a valid one, build the
@@ -219,28 +224,41 @@ class Store:
         what was applied means nothing new, and pruning past it means changes were missed.
         """
         if self._index is not None:
-            republished = self._snapshots is not None and self._snapshots.marker() != self._snapshot_marker
             with self.engine.connect() as connection:
                 head, pruned = Transaction(connection).index_log_position()
             applied = self._applied_seq
-            if head <= applied and pruned <= applied and not republished:
+            if head <= applied and pruned <= applied:
                 return
         with self._catch_up_lock:
             if self._index is None:
                 self._load_index()
-            elif not self._switched_to_new_snapshot():
+            else:
                 self._replay_log()
         self._compact_when_worthwhile()
 
-    def _switched_to_new_snapshot(self) -> bool:
-        if self._snapshots is None or self._snapshots.marker() == self._snapshot_marker:
-            return False
+    def _switch_to_published_snapshot(self) -> None:
+        """Move to the snapshot another process (or a compaction here) published, off the
+        request path: the new planes are read in before searches see them (the first scan of
+        an unread 256 MB plane faults in 65,000 pages), and the old index, which stays correct
+        with the log replayed on top, serves until the swap."""
+        if self._snapshots is None or self._index is None or self._snapshots.marker() == self._snapshot_marker:
+            return
         with self._snapshots.locked(exclusive=False):
             snapshot = self._valid_snapshot()
         if snapshot is None:
-            return False
-        self._use_snapshot(snapshot)
-        return True
+            return
+        snapshot.read_in()
+        with self._catch_up_lock:
+            self._use_snapshot(snapshot)
+
+    def _watch_snapshots(self) -> None:
+        """Each process of a node polls for a newly published snapshot, so that moving to it
+        frees the faces it holds privately without a request paying for the move."""
+        while not self._closing.wait(SNAPSHOT_POLL_SECONDS):
+            try:
+                self._switch_to_published_snapshot()
+            except Exception:  # noqa: BLE001 - the old index stays correct; try again at the next poll
+                log.exception("could not move to the published index snapshot")
 
     def _replay_log(self) -> None:
         assert self._index is not None
@@ -272,7 +290,8 @@ class Store:
             self.compact_index()
         finally:
             self._compacting.release()
-        self._catch_up()  # switch to it, and start another if changes piled up meanwhile
+        self._switch_to_published_snapshot()
+        self._compact_when_worthwhile()  # changes may have piled up while it was written
 
     def compact_index(self) -> str | None:
         """Write the index as it is now as the node's snapshot, unless another process is
@@ -374,6 +393,7 @@ class Store:
     def close(self) -> None:
         """Release the database, first leaving the index's changes in a snapshot so the next
         start maps them instead of replaying them."""
+        self._closing.set()
         if self._snapshots is not None and self._index is not None and self._index.garbage:
             with self._compacting:
                 self.compact_index()
