@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -166,6 +167,37 @@ def recall_at_1(store: Store, collection_pk: int, probes: list[np.ndarray]) -> f
     return hits / len(probes)
 
 
+def searches_beside_a_snapshot_write(store: Store, collection_pk: int, probes: list[np.ndarray]) -> dict[str, float]:
+    """Search latency (ms) from one thread, first for 3 s of nothing else, then while the store
+    writes the whole index as a new snapshot and moves to it (the background work a node does
+    after every 20,000 changes): p50, p99 and the worst search of each."""
+
+    def timed_while(work: Callable[[], Any]) -> np.ndarray:
+        seconds: list[float] = []
+        stop = threading.Event()
+
+        def search() -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                store.index.search(collection_pk, probes[len(seconds) % len(probes)], 1.0, 10)
+                seconds.append(time.perf_counter() - start)
+
+        searcher = threading.Thread(target=search)
+        searcher.start()
+        time.sleep(0.5)
+        work()
+        time.sleep(2.0)  # the move to the new snapshot happens at the next poll
+        stop.set()
+        searcher.join()
+        return np.array(seconds) * 1000
+
+    idle, busy = timed_while(lambda: time.sleep(3.0)), timed_while(store.compact_index)
+    return {"search_idle_p50_ms": float(np.percentile(idle, 50)), "search_idle_p99_ms": float(np.percentile(idle, 99)),
+            "search_idle_max_ms": float(idle.max()), "search_beside_snapshot_write_p50_ms": float(np.percentile(busy, 50)),
+            "search_beside_snapshot_write_p99_ms": float(np.percentile(busy, 99)),
+            "search_beside_snapshot_write_max_ms": float(busy.max())}
+
+
 def _descriptor(engine: FaceEngine, photo: bytes) -> np.ndarray | None:
     """The descriptor of the photo's first detected face, as the server computes it."""
     image = decode_image(photo)
@@ -228,7 +260,9 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         workers = _workers_node(data_dir, key, by_id, faces, empty_workers_pss) if workers_run else {}
         reader = open_store(sqlite_url(data_dir), index_dir=data_dir / INDEX_DIRECTORY)
         try:
-            recall = recall_at_1(reader, collection.pk, [d for d in map(lambda b: _descriptor(engine, b), probes) if d is not None])
+            descriptors = [d for d in map(lambda b: _descriptor(engine, b), probes) if d is not None]
+            recall = recall_at_1(reader, collection.pk, descriptors)
+            stalls = searches_beside_a_snapshot_write(reader, collection.pk, descriptors)
         finally:
             reader.close()
     return {
@@ -248,6 +282,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         **percentiles("search_faces_by_image", by_image_seconds),
         **percentiles("detect_faces", detect_seconds),
         "recall_at_1": recall,
+        **stalls,
         "index_faces_per_s": len(index_seconds) / sum(index_seconds),
         "store_insert_faces_per_s": faces / insert_seconds,
         "note": "mates: LFW photos enrolled with IndexFaces; distractors: clustered synthetic descriptors inserted through "
