@@ -135,7 +135,8 @@ class Store:
                     return
                 snapshot = self._valid_snapshot()
                 assert snapshot is not None
-        self._use_snapshot(snapshot)
+            marker = self._snapshots.marker()
+        self._use_snapshot(snapshot, marker)
 
     def _index_from_database(self) -> tuple[FaceIndex, int]:
         """Build the index from the faces table in bulk: each collection's block is sized
@@ -188,11 +189,10 @@ class Store:
             head, _ = Transaction(connection).index_log_position()
         return head - snapshot.mark.seq > max(COMPACT_MIN_ROWS, snapshot.faces)
 
-    def _use_snapshot(self, snapshot: Snapshot) -> None:
+    def _use_snapshot(self, snapshot: Snapshot, marker: tuple[int, int] | None) -> None:
         """Make the snapshot's index current, brought up to date from the log first, so
-        searches switch from the old index to a complete new one in one assignment."""
-        assert self._snapshots is not None
-        marker = self._snapshots.marker()
+        searches switch from the old index to a complete new one in one assignment.
+        ``marker`` is the publication it was opened under (``IndexSnapshots.marker``)."""
         index, applied = snapshot.face_index(), snapshot.mark.seq
         with self.engine.connect() as connection:
             changes = Transaction(connection).index_changes_after(applied)
@@ -243,13 +243,13 @@ class Store:
         with the log replayed on top, serves until the swap."""
         if self._snapshots is None or self._index is None or self._snapshots.marker() == self._snapshot_marker:
             return
-        with self._snapshots.locked(exclusive=False):
-            snapshot = self._valid_snapshot()
+        with self._snapshots.locked(exclusive=False):  # nothing is published while it is held
+            snapshot, marker = self._valid_snapshot(), self._snapshots.marker()
         if snapshot is None:
             return
         snapshot.read_in()
         with self._catch_up_lock:
-            self._use_snapshot(snapshot)
+            self._use_snapshot(snapshot, marker)
 
     def _watch_snapshots(self) -> None:
         """Each process of a node polls for a newly published snapshot, so that moving to it
