@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facegate.governance import audit
+from facegate.governance.consent import consent_required, live_consent
 from facegate.governance.identity import Identity, resolve
 from facegate.governance.policy import Policies, PolicyDecision
 from facegate.governance.rejections import Rejection, RejectionLog
@@ -105,7 +106,7 @@ class BulkIndexing:
         with self.service.store.reader() as tx:
             collection = tx.get_collection(self.identity.organization, self.collection_id)
             tags = tx.get_tags(collection.pk) if collection else {}
-        decision = self._decide(collection, tags, _consent_required(tags))
+        decision = self._decide(collection, tags, consent_required(tags))
         if not decision.allowed:
             with self.service.store.transaction() as tx:
                 audit.append(tx, self._record(decision, 400, "AccessDeniedException", {"directory": self.directory}))
@@ -140,7 +141,7 @@ class BulkIndexing:
                 if not image.faces:
                     outcomes.append(Outcome(NO_FACE, unindexed=len(image.unindexed)))
                     continue
-                consent_valid = _consent_required(tags) and _live_consent(tx, self.identity.organization, external_id)
+                consent_valid = consent_required(tags) and live_consent(tx, self.identity.organization, external_id)
                 if consent_valid not in decisions:
                     decisions[consent_valid] = self._decide(collection, tags, consent_valid, external_id)
                 decision = decisions[consent_valid]
@@ -211,12 +212,3 @@ class BulkIndexing:
             "threshold": None, "decision": "allow" if decision.allowed else "deny",
             "policies": [str(p) for p in decision.policies], "status": status, "error_type": error_type, "summary": summary,
         }
-
-
-def _consent_required(tags: dict[str, str]) -> bool:
-    return tags.get("facegate:consent") == "required"
-
-
-def _live_consent(tx: Transaction, organization: str, consent_id: str) -> bool:
-    consent = tx.get_consent(organization, consent_id)
-    return consent is not None and consent.revoked_at is None and consent.expires_at > time.time()

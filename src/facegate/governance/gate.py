@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facegate.governance import audit
+from facegate.governance.consent import consent_required, live_consent
 from facegate.governance.identity import Identity
 from facegate.governance.policy import Policies, PolicyDecision, requested_threshold
 from facegate.governance.s3_access import audited_objects
@@ -114,9 +115,8 @@ class Gate:
             tags = tx.get_tags(collection.pk) if found else {}
             consent_valid = False
             external = request.params.get("ExternalImageId")
-            if external and tags.get("facegate:consent") == "required":
-                consent = tx.get_consent(organization, external)
-                consent_valid = consent is not None and consent.revoked_at is None and consent.expires_at > time.time()
+            if external and consent_required(tags):
+                consent_valid = live_consent(tx, organization, external)
         return collection, tags, consent_valid
 
     def _record(self, request: Request, decision: PolicyDecision | None) -> dict[str, Any]:

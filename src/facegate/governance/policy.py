@@ -21,6 +21,7 @@ from typing import Any
 import cedarpy
 
 from facegate.governance import audit
+from facegate.governance.consent import consent_required
 from facegate.governance.identity import Identity
 from facegate.governance.s3_access import allowed_buckets, requested_buckets
 from facegate.store.database import Store
@@ -182,7 +183,7 @@ class Policies:
             "threshold": int(math.floor(threshold)) if threshold is not None else 100,
             "has_case_reference": bool(case_reference),
             "moratorium_ends": ends,
-            "consent_required": operation == "IndexFaces" and tags.get("facegate:consent") == "required",
+            "consent_required": operation == "IndexFaces" and consent_required(tags),
             "consent_valid": consent_valid,
             "s3_buckets": requested_buckets(params),
             "video": VIDEO_OPERATIONS.get(operation, ""),
