@@ -2,18 +2,18 @@
 
 The reference is a brute-force float64 scan of the stored float32 vectors. Descriptors are
 seeded random unit vectors clustered like real ones (a few hundred centres plus noise), and
-adversarial ones placed just inside and just outside the threshold, chosen so that bfloat16
-truncation moves their dot product the wrong way."""
+adversarial ones placed just inside and just outside the threshold, chosen so that int8
+quantisation moves their dot product the wrong way."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facegate.store.face_index import CollectionIndex, FaceIndex
+from facegate.store.face_index import CollectionIndex, FaceIndex, quantised
 
 DIMENSION = 128
-BOUNDARY_OFFSET = 2e-5  # far above float32 rounding of a distance, far below bfloat16 truncation error
+BOUNDARY_OFFSET = 2e-5  # far above float32 rounding of a distance, far below int8 quantisation error
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -37,11 +37,12 @@ def _at_distance(rng: np.random.Generator, probe: np.ndarray, distance: float, c
     return (cosine * p + np.sqrt(1.0 - cosine**2) * side).astype(np.float32)
 
 
-def _bfloat16_dots(vectors: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """What a scan of rows and probe truncated to bfloat16 would score (no margin)."""
-    def truncated(x: np.ndarray) -> np.ndarray:
-        return (np.ascontiguousarray(x, dtype=np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32).astype(np.float64)
-    return truncated(vectors) @ truncated(probe)
+def _quantised_dots(vectors: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """What a scan of rows and probe quantised to int8 would score (no margin)."""
+    def rebuilt(x: np.ndarray) -> np.ndarray:
+        codes, scales, _ = quantised(np.atleast_2d(x))
+        return codes.astype(np.float64) * scales.astype(np.float64)[:, None]
+    return rebuilt(vectors) @ rebuilt(probe)[0]
 
 
 def _float64_distances(vectors: np.ndarray, probe: np.ndarray) -> np.ndarray:
@@ -95,11 +96,11 @@ def test_faces_quantised_across_the_threshold_are_judged_on_their_exact_distance
     inside = _at_distance(rng, probe, threshold - BOUNDARY_OFFSET, 3000)
     outside = _at_distance(rng, probe, threshold + BOUNDARY_OFFSET, 3000)
     lowest_dot = 1.0 - threshold**2 / 2.0
-    # Keep the adversarial ones: inside faces whose bfloat16 dot says "outside"; and, as
-    # truncation shrinks dot products, the outside faces it scores nearest the threshold.
-    inside = inside[_bfloat16_dots(inside, probe) < lowest_dot][:300]
-    outside = outside[np.argsort(-_bfloat16_dots(outside, probe))[:300]]
-    assert len(inside) > 50
+    # Keep the adversarial ones: inside faces whose int8 dot says "outside", and the outside
+    # faces whose int8 dot says "inside" (or, failing those, that it scores nearest the threshold).
+    inside = inside[_quantised_dots(inside, probe) < lowest_dot][:300]
+    outside = outside[np.argsort(-_quantised_dots(outside, probe))[:300]]
+    assert len(inside) > 50 and (_quantised_dots(outside, probe) >= lowest_dot).sum() > 50
     distractors = _clustered(rng, 2000)
     vectors = np.concatenate([inside, outside, distractors])
     ids = [f"face-{i}" for i in range(len(vectors))]

@@ -93,7 +93,7 @@ def run_index_bench(faces: int, seed: int = 11) -> dict[str, Any]:
     held, scanned = index.nbytes()
     return {
         "faces": faces, "dimension": DIMENSION, "searches": SEARCHES,
-        "scan": "bfloat16 high halves (simsimd SIMD dot products), then exact float64 re-rank of the float32 vectors",
+        "scan": "int8 codes with a scale per face (simsimd SIMD dot products), then exact float64 re-rank of the float32 vectors",
         "bytes_per_face_before": vectors.nbytes / faces, "bytes_per_face_after": held / faces,
         "bytes_scanned_per_face_before": vectors.nbytes / faces, "bytes_scanned_per_face_after": scanned / faces,
         "thresholds": per_threshold,

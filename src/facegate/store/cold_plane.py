@@ -19,12 +19,12 @@ class _OpenFile:
 
 
 class ColdPlane:
-    """A snapshot plane read a few scattered rows at a time (the low halves for a re-rank, the
+    """A snapshot plane read a few scattered rows at a time (the float32 vectors for a re-rank, the
     face ids of the answer), with ``pread`` rather than through a mapping.
 
     A mapped page touched once stays in the process's page tables, with up to 15 neighbours the
     kernel maps around each fault whatever ``madvise`` says: measured at 200k faces, 50
-    searches that re-ranked about 5 faces each brought 29 MB of the 51 MB low plane into the
+    searches that re-ranked about 5 faces each brought 29 MB of a 51 MB plane into the
     process. Read with ``pread``, those pages are only the kernel's page cache, which it
     reclaims under pressure. The file stays readable while this is open even after a newer
     snapshot deletes it. Rows are read in runs of consecutive rows, one call a run."""

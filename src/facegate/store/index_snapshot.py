@@ -41,9 +41,10 @@ import numpy as np
 from facegate.store.cold_plane import ColdPlane
 from facegate.store.face_index import FACE_ID_DTYPE, NO_USER, BaseRows, CollectionIndex, FaceIndex, Rows
 
-FORMAT = 1
-ARRAYS = ("high", "low", "face_ids", "users", "sorted_ids", "sorted_rows", "user_names")
-COLD = ("low", "face_ids")
+FORMAT = 2
+"""2: int8 codes and float32 vectors (1 held bfloat16 halves; such a snapshot is rebuilt)."""
+ARRAYS = ("codes", "scales", "vectors", "face_ids", "users", "sorted_ids", "sorted_rows", "user_names")
+COLD = ("vectors", "face_ids")
 """Planes read with ``pread`` rather than mapped (``ColdPlane``)."""
 READ_IN_PAGES = 256
 """Pages (1 MB) touched between pauses when reading a snapshot in ahead of a switch."""
@@ -80,10 +81,11 @@ class Snapshot:
         time, pausing between: a page fault taken while holding the GIL stalls every other
         thread, searches included."""
         for base in self.collections.values():
-            pages = base.rows.high.reshape(-1)[:: max(1, mmap.PAGESIZE // base.rows.high.itemsize)]
-            for start in range(0, len(pages), READ_IN_PAGES):
-                np.add.reduce(pages[start : start + READ_IN_PAGES], dtype=np.uint64)
-                time.sleep(0.001)
+            for plane in (base.rows.codes, base.rows.scales):
+                pages = plane.reshape(-1)[:: max(1, mmap.PAGESIZE // plane.itemsize)]
+                for start in range(0, len(pages), READ_IN_PAGES):
+                    np.add.reduce(pages[start : start + READ_IN_PAGES], dtype=np.float64)
+                    time.sleep(0.001)
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ class IndexSnapshots:
             arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAYS}
         except (OSError, ValueError, KeyError):
             return None
-        _advise(arrays["high"], mmap.MADV_WILLNEED)
+        _advise(arrays["codes"], mmap.MADV_WILLNEED)
+        _advise(arrays["scales"], mmap.MADV_WILLNEED)
         for key in COLD:
             arrays[key] = ColdPlane(folder / f"{key}.npy", arrays[key])
         collections = {int(pk): _base_rows(arrays, entry) for pk, entry in manifest["collections"].items()}
@@ -195,14 +198,15 @@ def _capture(index: CollectionIndex) -> _Captured:
 
 def _write_arrays(folder: Path, captured: dict[int, _Captured], dimension: int) -> dict[str, Any]:
     """Every live face of every collection into the arrays of ``folder``; returns the manifest's
-    ``collections`` (row and user-name ranges, and each collection's largest bfloat16 error)."""
+    ``collections`` (row and user-name ranges, and each collection's largest quantisation error)."""
     live = {pk: [np.flatnonzero(alive) for alive in c.alive] for pk, c in captured.items()}
     total = sum(len(rows) for per_block in live.values() for rows in per_block)
     names: list[bytes] = []
     codes = np.empty(total, np.int32)
     out = {
-        "high": np.lib.format.open_memmap(folder / "high.npy", "w+", np.uint16, (total, dimension)),
-        "low": np.lib.format.open_memmap(folder / "low.npy", "w+", np.uint16, (total, dimension)),
+        "codes": np.lib.format.open_memmap(folder / "codes.npy", "w+", np.int8, (total, dimension)),
+        "scales": np.lib.format.open_memmap(folder / "scales.npy", "w+", np.float32, (total,)),
+        "vectors": np.lib.format.open_memmap(folder / "vectors.npy", "w+", np.float32, (total, dimension)),
         "face_ids": np.lib.format.open_memmap(folder / "face_ids.npy", "w+", FACE_ID_DTYPE, (total,)),
     }
     entries: dict[str, Any] = {}
@@ -213,8 +217,8 @@ def _write_arrays(folder: Path, captured: dict[int, _Captured], dimension: int) 
             for first in range(0, len(rows), CHUNK_ROWS):
                 chunk = rows[first : first + CHUNK_ROWS]
                 end = at + len(chunk)
-                out["high"][at:end] = block.high[chunk]
-                out["low"][at:end] = block.low[chunk]
+                for plane in ("codes", "scales", "vectors"):
+                    out[plane][at:end] = getattr(block, plane)[chunk]
                 out["face_ids"][at:end] = block.face_ids[chunk]
                 codes[at:end] = _renumbered(users[chunk], c.index, names, names_start)
                 at = end
@@ -251,14 +255,15 @@ def _renumbered(codes: np.ndarray, index: CollectionIndex, names: list[bytes], n
 def _base_rows(arrays: dict[str, np.ndarray], entry: dict[str, Any]) -> BaseRows:
     start, end = entry["start"], entry["end"]
     count = end - start
-    rows = Rows(arrays["high"][start:end], arrays["low"].rows(start, end), arrays["face_ids"].rows(start, end),
+    rows = Rows(arrays["codes"][start:end], arrays["scales"][start:end], arrays["vectors"].rows(start, end),
+                arrays["face_ids"].rows(start, end),
                 np.array(arrays["users"][start:end]), np.ones(count, bool), count)
     return BaseRows(rows, arrays["sorted_ids"][start:end], arrays["sorted_rows"][start:end],
                     arrays["user_names"][entry["names_start"] : entry["names_end"]], float(entry["max_error"]))
 
 
 def _advise(array: np.ndarray, advice: int) -> None:
-    """Every search scans the high halves from end to end: have them read in before the first."""
+    """Every search scans the codes and scales from end to end: have them read in before the first."""
     mapped = getattr(array, "_mmap", None)
     if mapped is not None and len(array):
         mapped.madvise(advice)
