@@ -7,6 +7,8 @@ quantisation moves their dot product the wrong way."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,16 @@ def test_empty_and_zero_vectors_are_searchable() -> None:
     assert index.search(probe, 2.0, None, False) == []
     index.add("zero", np.zeros(DIMENSION, dtype=np.float32), None)
     assert [(n.face_id, n.distance) for n in index.search(probe, 2.0, None, False)] == [("zero", pytest.approx(np.sqrt(2.0)))]
+
+
+def test_searches_leave_the_reference_count_of_none_alone() -> None:
+    """A C extension that returns None without a reference of its own takes one from None at
+    every call; on Python 3.11 None is then freed after enough searches and the server dies."""
+    rng = np.random.default_rng(15)
+    index = _filled([f"face-{i}" for i in range(300)], _clustered(rng, 300), [None] * 300)
+    probe = _clustered(rng, 1)[0]
+    index.search(probe, 1.0, 10, False)
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        index.search(probe, 1.0, 10, False)
+    assert abs(sys.getrefcount(None) - before) < 100

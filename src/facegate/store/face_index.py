@@ -277,9 +277,11 @@ class CollectionIndex:
             norm_bound = 1.0 + 1e-6 + max_error
             rounding = 4.0 * 2.0**-24 * norm_bound * (probe_norm + error)
             margin = norm_bound * error + max_error * probe_norm + rounding + 1e-9
-            scores = np.empty((1, block.count), np.float32)
-            simsimd.cdist(probe_codes, block.codes[: block.count], metric="dot", dtype="int8", out=scores)
-            scores = np.multiply(scores[0], block.scales[: block.count], out=scores[0])  # v'.p' / s_p
+            # Never cdist(out=...): simsimd 6.5 then returns None without a reference of its own, so
+            # every search would take one from None until the interpreter freed it and crashed.
+            scores = np.asarray(simsimd.cdist(probe_codes, block.codes[: block.count], metric="dot", dtype="int8",
+                                              out_dtype="float32"))[0]
+            scores = np.multiply(scores, block.scales[: block.count], out=scores)  # v'.p' / s_p
             cut = np.nextafter(np.float32((lowest_dot - margin) / scale), np.float32(-np.inf))  # rounded down
             rows = np.flatnonzero(scores >= cut)
             rows = rows[block.alive[rows]]
