@@ -18,7 +18,7 @@ neighbourhood is crowded with face-like distractors, as in a real gallery of mil
 
 Everything runs on one thread, the build too unless ``build_threads`` says otherwise: the
 searches (one probe at a time, timed as candidates plus the exact float64 re-rank), and the
-exact bfloat16 scan of ``store/face_index.py`` at the same N in the same run, for the switch
+exact int8 scan of ``store/face_index.py`` at the same N in the same run, for the switch
 size. Memory per face is
 usearch's own count (``memory_bytes``, the graph loaded in RAM, which over-allocates), the RSS
 the build added, and the saved file's size: a viewed graph is that file in the page cache,
@@ -69,7 +69,7 @@ DISTRACTORS = ("clustered", "fitted")
 
 SYNTHETIC_PROBES = 300
 EXACT_SCANS = 60
-"""Exact bfloat16 scans timed at each size (the index's ``search``, limit 10)."""
+"""Exact int8 scans timed at each size (the index's ``search``, limit 10)."""
 
 
 def run_ann_bench(sizes: tuple[int, ...] = (100_000,), faces_dir: Path | None = None,
@@ -215,7 +215,7 @@ def _reranked_first(vectors: np.ndarray, probe: np.ndarray, rows: np.ndarray) ->
 
 
 def _time_exact_scan(vectors: np.ndarray, probes: np.ndarray, radius: float) -> dict[str, float]:
-    """The exact index's search (bfloat16 scan, exact re-rank; limit 10, the SearchFaces
+    """The exact index's search (int8 scan, exact re-rank; limit 10, the SearchFaces
     default radius) at the same N, for the exact-versus-approximate switch size."""
     index = CollectionIndex(DIMENSION)
     index.reserve(len(vectors))

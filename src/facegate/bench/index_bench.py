@@ -1,4 +1,4 @@
-"""The in-memory index's scan: quantised (bfloat16 scan + exact re-rank) against the float32
+"""The in-memory index's scan: quantised (int8 scan + exact re-rank) against the float32
 scan it replaced, at N faces, in the same run.
 
 Descriptors are synthetic unit vectors clustered like real ones (a few hundred centres plus

@@ -38,7 +38,9 @@ from facegate.bench.local_server import free_port, start_serve_process, worker_p
 from facegate.engine.face_models import load_engine
 from facegate.engine.image import decode_image
 from facegate.engine.pipeline import FaceEngine
+from facegate.governance.gate import DEFAULT_RETENTION_DAYS
 from facegate.governance.keys import NewAccessKey, create_access_key
+from facegate.governance.retention import enforce_retention
 from facegate.server import INDEX_DIRECTORY
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.records import FaceRecord
@@ -50,17 +52,24 @@ an identification, which few faces match. (A synthetic face's whole cluster, abo
 would match, and the time would go to writing thousands of matches, not to searching.)"""
 MATES = 40
 """Identities enrolled as mates, and probes searched with SearchFacesByImage."""
+AGED = 20_000
+"""Distractors inserted as ``AGED_DAYS`` old and then found past retention by a sweep run
+beside the searches: how long requests wait behind the background work that deletes them."""
+AGED_DAYS = 1000
+"""Within the default retention (1095 days), so a node's own sweep keeps them until the bench
+sweeps as of 100 days later, when they, and only they, are due."""
 
 
-def fill(store: Store, collection_pk: int, count: int, seed: int, batch: int = 10_000) -> list[str]:
-    """Insert ``count`` clustered unit descriptors into a collection; returns their face ids."""
+def fill(store: Store, collection_pk: int, count: int, seed: int, batch: int = 10_000, created_at: float | None = None) -> list[str]:
+    """Insert ``count`` clustered unit descriptors into a collection (created now, or at
+    ``created_at``); returns their face ids."""
     rng = np.random.default_rng(seed)
     face_ids: list[str] = []
     for start in range(0, count, batch):
         vectors = clustered_descriptors(rng, min(batch, count - start))
         records = [
             FaceRecord(str(uuid.uuid4()), collection_pk, str(uuid.uuid4()), None, None, (0.1, 0.1, 0.5, 0.5), 99.9, v,
-                       "synthetic", "filler", time.time())
+                       "synthetic", "filler", time.time() if created_at is None else created_at)
             for v in vectors
         ]
         with store.transaction() as tx:
@@ -198,6 +207,42 @@ def searches_beside_a_snapshot_write(store: Store, collection_pk: int, probes: l
             "search_beside_snapshot_write_max_ms": float(busy.max())}
 
 
+def searches_beside_a_retention_sweep(search: Callable[[], Any], data_dir: Path) -> dict[str, float]:
+    """SearchFaces over the wire, one after another, while another process's retention sweep
+    (as ``facegate retention enforce`` runs it, 100 days from now) deletes the aged faces, in
+    batches whose audit records take the same write lock as the searches' own: latency p50,
+    p99 and the worst, with the sweep's duration and faces deleted."""
+    writer = open_store(sqlite_url(data_dir))
+    done = threading.Event()
+    outcome: dict[str, float] = {}
+
+    def sweep() -> None:
+        start = time.perf_counter()
+        try:
+            records = enforce_retention(writer, now=time.time() + (DEFAULT_RETENTION_DAYS - AGED_DAYS + 5) * 86_400)
+            outcome["faces_deleted"] = sum(r["summary"]["faces_deleted"] for r in records)
+        finally:
+            outcome["seconds"] = time.perf_counter() - start
+            done.set()
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    seconds = []
+    while not done.is_set():
+        start = time.perf_counter()
+        search()
+        seconds.append(time.perf_counter() - start)
+    sweeper.join()
+    writer.close()
+    if "faces_deleted" not in outcome:
+        raise RuntimeError("the retention sweep failed")
+    timed = np.array(seconds) * 1000
+    return {"search_faces_beside_retention_sweep_p50_ms": float(np.percentile(timed, 50)),
+            "search_faces_beside_retention_sweep_p99_ms": float(np.percentile(timed, 99)),
+            "search_faces_beside_retention_sweep_max_ms": float(timed.max()),
+            "retention_sweep_s": outcome["seconds"], "retention_sweep_faces_deleted": outcome["faces_deleted"]}
+
+
 def _descriptor(engine: FaceEngine, photo: bytes) -> np.ndarray | None:
     """The descriptor of the photo's first detected face, as the server computes it."""
     image = decode_image(photo)
@@ -234,8 +279,10 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         with writer.reader() as tx:
             collection = tx.get_collection("default", "scale")
         assert collection is not None
+        aged = min(AGED, faces // 10)
         start = time.perf_counter()
-        fill(writer, collection.pk, faces, seed=faces)
+        fill(writer, collection.pk, aged, seed=faces + 1, created_at=time.time() - AGED_DAYS * 86_400)
+        fill(writer, collection.pk, faces - aged, seed=faces)
         insert_seconds = time.perf_counter() - start
         writer.close()
 
@@ -255,6 +302,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
                                                                                 FaceMatchThreshold=80) for b in probes])
             node_pss = node.pss_bytes()
             planes = pss_by_file(node.process.pid, data_dir / INDEX_DIRECTORY)
+            sweep = searches_beside_a_retention_sweep(lambda: search(by_id[0]), data_dir)
         finally:
             node.stop()
         workers = _workers_node(data_dir, key, by_id, faces, empty_workers_pss) if workers_run else {}
@@ -269,7 +317,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         "faces": faces,
         "mates": len(pairs),
         "backend": "sqlite",
-        "index": "exact (bfloat16 scan + float64 re-rank), memory-mapped snapshot",
+        "index": "exact (int8 scan + float64 re-rank), memory-mapped snapshot",
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
         "startup_s": node.startup_s,
         "startup_first_s": first.startup_s,
@@ -283,6 +331,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         **percentiles("detect_faces", detect_seconds),
         "recall_at_1": recall,
         **stalls,
+        **sweep,
         "index_faces_per_s": len(index_seconds) / sum(index_seconds),
         "store_insert_faces_per_s": faces / insert_seconds,
         "note": "mates: LFW photos enrolled with IndexFaces; distractors: clustered synthetic descriptors inserted through "
