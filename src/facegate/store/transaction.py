@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, select, update
 
 from facegate.store import schema
 from facegate.store.face_index import IndexChange
@@ -48,6 +48,40 @@ class FaceVectorBatch:
     face_ids: list[str]
     vectors: np.ndarray  # float32, (faces, dimension)
     user_ids: list[str | None]
+
+
+_a, _c, _t, _f = schema.access_keys.c, schema.collections.c, schema.collection_tags.c, schema.faces.c
+_o, _s, _u, _l = schema.organizations.c, schema.settings.c, schema.users.c, schema.index_log.c
+# The reads on every request's path, built once: SQLAlchemy then finds each one's compiled
+# form by a cache key memoised on the statement, instead of building and hashing a new
+# statement per call (about 45 us of a 75 us primary-key read on SQLite).
+_ACCESS_KEY = select(schema.access_keys).where(_a.access_key_id == bindparam("access_key_id"))
+_ACCESS_KEY_WITH_OWNER = (
+    select(schema.access_keys, _o.sector.label("owner_sector"), _o.flags.label("owner_flags"), _o.created_at.label("owner_created_at"))
+    .outerjoin(schema.organizations, _o.name == _a.owner)
+    .where(_a.access_key_id == bindparam("access_key_id"))
+)
+_COLLECTION = select(schema.collections).where(and_(_c.owner == bindparam("owner"), _c.collection_id == bindparam("collection_id")))
+_COLLECTION_BY_ARN = select(schema.collections).where(_c.arn == bindparam("arn"))
+_COLLECTIONS = select(schema.collections).where(_c.owner == bindparam("owner")).order_by(_c.collection_id).limit(bindparam("limit"))
+_COLLECTIONS_AFTER = (
+    select(schema.collections)
+    .where(and_(_c.owner == bindparam("owner"), _c.collection_id > bindparam("after")))
+    .order_by(_c.collection_id)
+    .limit(bindparam("limit"))
+)
+_TAGS = select(_t.key, _t.value).where(_t.collection_pk == bindparam("collection_pk")).order_by(_t.key)
+_FACES = select(schema.faces).where(and_(_f.collection_pk == bindparam("collection_pk"), _f.face_id.in_(bindparam("face_ids", expanding=True))))
+_FACE_COUNT = select(func.count()).where(_f.collection_pk == bindparam("collection_pk"))
+_USER = select(schema.users).where(and_(_u.collection_pk == bindparam("collection_pk"), _u.user_id == bindparam("user_id")))
+_ORGANIZATION = select(schema.organizations).where(_o.name == bindparam("name"))
+_PACK_STATES = select(schema.policy_packs.c.name, schema.policy_packs.c.enabled)
+_SETTING = select(_s.value).where(_s.key == bindparam("key"))
+_LAST_AUDIT = select(schema.audit_log).order_by(schema.audit_log.c.seq.desc()).limit(1)
+_INDEX_LOG_POSITION = select(
+    select(func.coalesce(func.max(_l.seq), 0)).scalar_subquery(),
+    select(_s.value).where(_s.key == _INDEX_LOG_PRUNED).scalar_subquery(),
+)
 
 
 def _collection(row) -> CollectionRecord:  # type: ignore[no-untyped-def]
@@ -104,12 +138,21 @@ class Transaction:
         return done.rowcount > 0
 
     def access_key_secret(self, access_key_id: str) -> tuple[AccessKeyRecord, bytes] | None:
-        row = self.connection.execute(
-            select(schema.access_keys).where(schema.access_keys.c.access_key_id == access_key_id)
-        ).first()
+        row = self.connection.execute(_ACCESS_KEY, {"access_key_id": access_key_id}).first()
         if row is None:
             return None
         return _key(row), row.secret_ciphertext
+
+    def access_key_with_owner(self, access_key_id: str) -> tuple[AccessKeyRecord, bytes, OrganizationRecord | None] | None:
+        """The key, its secret's ciphertext and its organisation (None if that row is missing),
+        in one query: what authenticating a request and naming its caller both need."""
+        row = self.connection.execute(_ACCESS_KEY_WITH_OWNER, {"access_key_id": access_key_id}).first()
+        if row is None:
+            return None
+        owner = None
+        if row.owner_sector is not None:
+            owner = OrganizationRecord(row.owner, row.owner_sector, tuple(json.loads(row.owner_flags)), row.owner_created_at)
+        return _key(row), row.secret_ciphertext, owner
 
     def list_access_keys(self) -> list[AccessKeyRecord]:
         rows = self.connection.execute(select(schema.access_keys).order_by(schema.access_keys.c.created_at))
@@ -130,22 +173,18 @@ class Transaction:
         return CollectionRecord(pk, owner, collection_id, arn, face_model_version, now)
 
     def get_collection(self, owner: str, collection_id: str) -> CollectionRecord | None:
-        c = schema.collections.c
-        row = self.connection.execute(
-            select(schema.collections).where(and_(c.owner == owner, c.collection_id == collection_id))
-        ).first()
+        row = self.connection.execute(_COLLECTION, {"owner": owner, "collection_id": collection_id}).first()
         return None if row is None else _collection(row)
 
     def get_collection_by_arn(self, arn: str) -> CollectionRecord | None:
-        row = self.connection.execute(select(schema.collections).where(schema.collections.c.arn == arn)).first()
+        row = self.connection.execute(_COLLECTION_BY_ARN, {"arn": arn}).first()
         return None if row is None else _collection(row)
 
     def list_collections(self, owner: str, after: str | None, limit: int) -> list[CollectionRecord]:
-        c = schema.collections.c
-        query = select(schema.collections).where(c.owner == owner)
-        if after is not None:
-            query = query.where(c.collection_id > after)
-        rows = self.connection.execute(query.order_by(c.collection_id).limit(limit))
+        if after is None:
+            rows = self.connection.execute(_COLLECTIONS, {"owner": owner, "limit": limit})
+        else:
+            rows = self.connection.execute(_COLLECTIONS_AFTER, {"owner": owner, "after": after, "limit": limit})
         return [_collection(r) for r in rows]
 
     def all_collections(self) -> list[CollectionRecord]:
@@ -162,9 +201,7 @@ class Transaction:
     # -- tags ----------------------------------------------------------------------------
 
     def get_tags(self, collection_pk: int) -> dict[str, str]:
-        t = schema.collection_tags.c
-        rows = self.connection.execute(select(t.key, t.value).where(t.collection_pk == collection_pk).order_by(t.key))
-        return {key: value for key, value in rows}
+        return {key: value for key, value in self.connection.execute(_TAGS, {"collection_pk": collection_pk})}
 
     def set_tags(self, collection_pk: int, tags: dict[str, str]) -> None:
         t = schema.collection_tags.c
@@ -215,12 +252,9 @@ class Transaction:
         )
 
     def get_faces(self, collection_pk: int, face_ids: Sequence[str]) -> dict[str, FaceRecord]:
-        f = schema.faces.c
         if not face_ids:
             return {}
-        rows = self.connection.execute(
-            select(schema.faces).where(and_(f.collection_pk == collection_pk, f.face_id.in_(list(face_ids))))
-        )
+        rows = self.connection.execute(_FACES, {"collection_pk": collection_pk, "face_ids": list(face_ids)})
         return {r.face_id: _face(r) for r in rows}
 
     def list_faces(
@@ -269,8 +303,7 @@ class Transaction:
         return [_face(r) for r in rows]
 
     def count_faces(self, collection_pk: int) -> int:
-        f = schema.faces.c
-        return self.connection.execute(select(func.count()).where(f.collection_pk == collection_pk)).scalar_one()
+        return self.connection.execute(_FACE_COUNT, {"collection_pk": collection_pk}).scalar_one()
 
     def delete_faces(self, collection_pk: int, face_ids: Sequence[str]) -> None:
         f = schema.faces.c
@@ -330,10 +363,7 @@ class Transaction:
         """(head, pruned through) of the index log in one round trip: a process whose index
         has applied the head, and not fallen behind pruning, has nothing to replay. Both are
         primary-key lookups, so this costs the same at any number of faces."""
-        log, s = schema.index_log.c, schema.settings.c
-        head = select(func.coalesce(func.max(log.seq), 0)).scalar_subquery()
-        pruned = select(s.value).where(s.key == _INDEX_LOG_PRUNED).scalar_subquery()
-        row = self.connection.execute(select(head, pruned)).one()
+        row = self.connection.execute(_INDEX_LOG_POSITION).one()
         return int(row[0]), int(row[1] or 0)
 
     def index_log_pruned_through(self) -> int:
@@ -385,8 +415,7 @@ class Transaction:
         self.connection.execute(insert(schema.users).values(collection_pk=collection_pk, user_id=user_id, created_at=time.time()))
 
     def get_user(self, collection_pk: int, user_id: str) -> UserRecord | None:
-        u = schema.users.c
-        row = self.connection.execute(select(schema.users).where(and_(u.collection_pk == collection_pk, u.user_id == user_id))).first()
+        row = self.connection.execute(_USER, {"collection_pk": collection_pk, "user_id": user_id}).first()
         return None if row is None else UserRecord(row.collection_pk, row.user_id, row.created_at)
 
     def list_users(self, collection_pk: int, after: str | None, limit: int) -> list[UserRecord]:
@@ -437,7 +466,7 @@ class Transaction:
         )
 
     def get_organization(self, name: str) -> OrganizationRecord | None:
-        row = self.connection.execute(select(schema.organizations).where(schema.organizations.c.name == name)).first()
+        row = self.connection.execute(_ORGANIZATION, {"name": name}).first()
         return None if row is None else OrganizationRecord(row.name, row.sector, tuple(json.loads(row.flags)), row.created_at)
 
     def list_organizations(self) -> list[OrganizationRecord]:
@@ -445,8 +474,7 @@ class Transaction:
         return [OrganizationRecord(r.name, r.sector, tuple(json.loads(r.flags)), r.created_at) for r in rows]
 
     def pack_states(self) -> dict[str, bool]:
-        rows = self.connection.execute(select(schema.policy_packs.c.name, schema.policy_packs.c.enabled))
-        return {name: bool(enabled) for name, enabled in rows}
+        return {name: bool(enabled) for name, enabled in self.connection.execute(_PACK_STATES)}
 
     def set_pack_state(self, name: str, enabled: bool) -> None:
         p = schema.policy_packs.c
@@ -454,8 +482,7 @@ class Transaction:
         self.connection.execute(insert(schema.policy_packs).values(name=name, enabled=int(enabled), updated_at=time.time()))
 
     def get_setting(self, key: str) -> str | None:
-        s = schema.settings.c
-        return self.connection.execute(select(s.value).where(s.key == key)).scalar_one_or_none()
+        return self.connection.execute(_SETTING, {"key": key}).scalar_one_or_none()
 
     def set_setting(self, key: str, value: str) -> None:
         s = schema.settings.c
@@ -465,8 +492,7 @@ class Transaction:
     # -- audit log -----------------------------------------------------------------------
 
     def last_audit(self) -> AuditRow | None:
-        a = schema.audit_log.c
-        row = self.connection.execute(select(schema.audit_log).order_by(a.seq.desc()).limit(1)).first()
+        row = self.connection.execute(_LAST_AUDIT).first()
         return None if row is None else _audit_row(row)
 
     def append_audit(self, seq: int, recorded_at: float, organization: str | None, operation: str, record: str, digest: str) -> None:
