@@ -145,7 +145,7 @@ def test_a_bug_is_a_500_internal_server_error_and_the_server_keeps_serving():
             raise RuntimeError("boom")
         return {"FaceDetails": []}
 
-    with serving(create_app(broken, lambda key: "secret")) as endpoint:
+    with serving(create_app(broken, lambda key: NewAccessKey(key, "secret"))) as endpoint:
         status, _, body = signed_post(endpoint, "RekognitionService.ListCollections", b"{}", "AKIATEST", "secret")
         assert (status, body["__type"]) == (500, "InternalServerError") and "boom" not in body["Message"]
         image = base64.b64encode(b"x").decode()

@@ -17,6 +17,7 @@ import pytest
 from facegate.api import sigv4
 from facegate.api.exceptions import InvalidSignatureException
 from facegate.governance import audit
+from facegate.governance.keys import NewAccessKey
 from tests.support.photos import lfw_photo
 from tests.support.server import running_server
 from tests.support.signing import JSON_1_1, raw_post, sign_headers, signed_post
@@ -149,7 +150,7 @@ def test_the_signature_covers_the_body_even_behind_tls(url):
         headers = sign_headers(url, {"X-Amz-Target": "RekognitionService.ListCollections", "Content-Type": JSON_1_1},
                                b"{}", "AKIATEST", "secret")
         pairs = [(k.lower(), v) for k, v in headers.items()] + [("host", url.split("//")[1])]
-        return sigv4.verify("POST", url + "/", pairs, body, lambda key: "secret")
+        return sigv4.verify("POST", url + "/", pairs, body, lambda key: NewAccessKey(key, "secret"))
 
     assert verify(b"{}").access_key_id == "AKIATEST"
     with pytest.raises(InvalidSignatureException):

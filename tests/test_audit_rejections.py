@@ -244,7 +244,7 @@ def test_a_crash_resolving_the_identity_is_a_500_and_audited(server, monkeypatch
     def crash(*_):
         raise RuntimeError("identity bug")
 
-    monkeypatch.setattr("facegate.server.resolve", crash)
+    monkeypatch.setattr("facegate.governance.keys.identity_of", crash)
     result = signed_post(server.endpoint, "RekognitionService.DescribeCollection", b'{"CollectionId": "exists"}',
                          server.key.access_key_id, server.key.secret_access_key)
     assert (result[0], result[2]["__type"]) == (500, "InternalServerError")

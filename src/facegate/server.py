@@ -1,9 +1,10 @@
 """The composition root: data directory -> store, engine, service, keys -> ASGI app.
 
 This is the only module that knows every layer. Requests flow api -> gate -> service:
-the handler given to the API resolves the caller's identity and hands every request to
-the governance gate, so no path reaches the service without a policy decision and an
-audit record. Requests refused before the gate are recorded by the rejection log.
+the handler given to the API takes the caller's identity from the key lookup SigV4
+authenticated it with and hands every request to the governance gate, so no path reaches
+the service without a policy decision and an audit record. Requests refused before the
+gate are recorded by the rejection log.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from facegate.console.app import create_console
 from facegate.engine.face_models import configured_face_model, load_engine
 from facegate.engine.pipeline import FaceEngine
 from facegate.governance.gate import Gate, Request
-from facegate.governance.identity import resolve
-from facegate.governance.keys import secret_lookup
+from facegate.governance.keys import SigningKey, key_lookup
 from facegate.governance.policy import Policies
-from facegate.governance.rejections import Rejection, RejectionLog
+from facegate.governance.rejections import RejectionLog
 from facegate.governance.video_worker import start_video_workers
 from facegate.service.context import Service
 from facegate.store.database import Store, open_store, sqlite_url
@@ -90,14 +90,8 @@ class Facegate:
         gate = self.gate
         rejections = RejectionLog(self.store)
 
-        def handle(caller: Caller, operation: str, params: dict[str, Any], context: RequestContext) -> dict[str, Any]:
-            try:
-                identity = resolve(self.store, caller.access_key_id)
-            except Exception:  # not at the gate yet, so only the rejection log can record it
-                rejections.record(
-                    Rejection(context.request_id, context.source, caller.access_key_id, operation, "InternalServerError", 500)
-                )
-                raise
+        def handle(caller: Caller[SigningKey], operation: str, params: dict[str, Any], context: RequestContext) -> dict[str, Any]:
+            identity = caller.key.identity  # read with the key SigV4 checked, in the same query
             request = Request(identity, operation, params, caller.region, context.request_id, context.case_reference)
             return gate.handle(request)
 
@@ -114,5 +108,5 @@ class Facegate:
 
         console, _ = create_console(self.store, self.secrets, self.data_dir, rejections.record,
                                     Path(os.environ.get(REPORTS_DIR_VARIABLE, "reports")))
-        return create_app(handle, secret_lookup(self.store, self.secrets), rejections.record, lifespan,
+        return create_app(handle, key_lookup(self.store, self.secrets), rejections.record, lifespan,
                           [Mount("/console", console)])

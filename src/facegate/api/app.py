@@ -55,7 +55,7 @@ class RequestContext:
     """The client's address, for the rejection log."""
 
 
-Handler = Callable[[sigv4.Caller, str, dict[str, Any], RequestContext], dict[str, Any]]
+Handler = Callable[[sigv4.Caller[Any], str, dict[str, Any], RequestContext], dict[str, Any]]
 """Runs an authenticated, validated request through the gate, which audits it (allowed,
 denied or failed): an exception it raises is already on record."""
 Reject = Callable[[Rejection], None]
@@ -79,12 +79,14 @@ class _Claim:
 
 def create_app(
     handler: Handler,
-    secret_for: Callable[[str], str | None],
+    key_for: Callable[[str], sigv4.Key | None],
     on_rejection: Reject | None = None,
     lifespan: Lifespan[Starlette] | None = None,
     mounts: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """``on_rejection`` None records nothing (a test of the wire alone). ``mounts`` are other
+    """``key_for``: the access key id's secret and holder, or None if it may not sign
+    (``sigv4.verify``); the handler gets what it returned on its ``Caller``.
+    ``on_rejection`` None records nothing (a test of the wire alone). ``mounts`` are other
     front doors under their own paths (the console at ``/console``): not Rekognition requests."""
 
     async def rejected(
@@ -124,7 +126,7 @@ def create_app(
             log.exception("request %s: its response could not be encoded", request_id)
             return await rejected(request, request_id, InternalServerError(_INTERNAL_ERROR))
 
-    async def _admit(request: Request, request_id: str) -> tuple[sigv4.Caller, str, dict[str, Any], RequestContext]:
+    async def _admit(request: Request, request_id: str) -> tuple[sigv4.Caller[Any], str, dict[str, Any], RequestContext]:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             raise InvalidParameterException(f"Request body is over {MAX_BODY_BYTES} bytes.")
@@ -134,7 +136,7 @@ def create_app(
             if len(body) > MAX_BODY_BYTES:
                 raise InvalidParameterException(f"Request body is over {MAX_BODY_BYTES} bytes.")
         caller = sigv4.verify(
-            request.method, str(request.url), request.headers.items(), bytes(body), secret_for, read_headers=(CASE_REFERENCE_HEADER,)
+            request.method, str(request.url), request.headers.items(), bytes(body), key_for, read_headers=(CASE_REFERENCE_HEADER,)
         )
         target = request.headers.get("x-amz-target", "")
         prefix, _, name = target.partition(".")

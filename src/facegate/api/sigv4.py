@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -47,12 +48,25 @@ _CLAIMED_KEY = re.compile(r"\bCredential=([^/,\s]{1,128})")
 _PAYLOAD_HASH = "x-amz-content-sha256"
 
 
+class Key(Protocol):
+    """What a key lookup gives: the secret to check a signature with. Whatever else it
+    carries (who holds the key) reaches the handler on the ``Caller``, so the caller is
+    known from the same lookup that authenticated it."""
+
+    @property
+    def secret_access_key(self) -> str: ...
+
+
+K = TypeVar("K", bound=Key)
+
+
 @dataclass(frozen=True)
-class Caller:
-    """An authenticated caller: the access key and the region it signed for."""
+class Caller(Generic[K]):
+    """An authenticated caller: the access key, the region it signed for, and the key as looked up."""
 
     access_key_id: str
     region: str
+    key: K
 
 
 def claimed_access_key(authorization: str | None) -> str | None:
@@ -67,10 +81,10 @@ def verify(
     url: str,
     headers: Iterable[tuple[str, str]],
     body: bytes,
-    secret_for: Callable[[str], str | None],
+    key_for: Callable[[str], K | None],
     read_headers: Collection[str] = (),
     now: dt.datetime | None = None,
-) -> Caller:
+) -> Caller[K]:
     """The caller, if ``headers`` (every name/value pair as received, names in lower case)
     carry a valid SigV4 signature over this request that covers ``REQUIRED_SIGNED_HEADERS``,
     each of ``read_headers`` that was sent, and the body."""
@@ -97,8 +111,8 @@ def verify(
     _check_coverage(signed_headers, sent, repeated, read_headers)
     body_hash = _check_payload_hash(sent.get(_PAYLOAD_HASH), body)
 
-    secret = secret_for(match["key"])
-    if secret is None:
+    key = key_for(match["key"])
+    if key is None:
         raise UnrecognizedClientException("The security token included in the request is invalid.")
     now = now or dt.datetime.now(dt.timezone.utc)
     if now - signed_at > MAX_CLOCK_SKEW:
@@ -114,7 +128,7 @@ def verify(
     request = AWSRequest(method=method, url=url, data=body, headers={h: sent[h] for h in signed_headers})
     request.context["timestamp"] = amz_date
     request.context["payload_signing_enabled"] = True  # even behind TLS: the body hash is always signed
-    signer = SigV4Auth(Credentials(match["key"], secret), SERVICE, match["region"])
+    signer = SigV4Auth(Credentials(match["key"], key.secret_access_key), SERVICE, match["region"])
     canonical = signer.canonical_request(request)
     if canonical.rpartition("\n")[2] != body_hash:  # the invariant the checks above establish
         raise InvalidSignatureException("The signature does not cover the request body.")
@@ -124,7 +138,7 @@ def verify(
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method."
         )
-    return Caller(access_key_id=match["key"], region=match["region"])
+    return Caller(access_key_id=match["key"], region=match["region"], key=key)
 
 
 def _check_coverage(signed: list[str], sent: dict[str, str], repeated: list[str], read_headers: Collection[str]) -> None:

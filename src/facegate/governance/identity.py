@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from facegate.governance import audit
 from facegate.store.database import Store
+from facegate.store.records import AccessKeyRecord, OrganizationRecord
 from facegate.store.transaction import Transaction
 
 SECTORS = ("law_enforcement", "government", "ngo", "commercial", "research", "individual")
@@ -75,13 +76,18 @@ def ensure_organization(tx: Transaction, name: str, actor: str = audit.ADMINISTR
 
 
 def resolve(store: Store, access_key_id: str) -> Identity:
-    """The identity behind an authenticated key (SigV4 has already checked it exists)."""
+    """The identity behind a key, for front doors that do not sign requests (the server
+    takes it from the very lookup SigV4 made: ``keys.key_lookup``)."""
     with store.reader() as tx:
-        found = tx.access_key_secret(access_key_id)
-        if found is None:
-            raise IdentityError(f"unknown access key {access_key_id}")
-        key = found[0]
-        organization = tx.get_organization(key.owner)
+        found = tx.access_key_with_owner(access_key_id)
+    if found is None:
+        raise IdentityError(f"unknown access key {access_key_id}")
+    key, _, organization = found
+    return identity_of(key, organization)
+
+
+def identity_of(key: AccessKeyRecord, organization: OrganizationRecord | None) -> Identity:
+    """A key's identity, from its row and its organisation's (the default sector if that is missing)."""
     sector = organization.sector if organization else DEFAULT_SECTOR
     flags = organization.flags if organization else ()
     return Identity(key.access_key_id, key.owner, sector, key.purpose or DEFAULT_PURPOSE, flags)
