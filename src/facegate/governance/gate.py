@@ -55,10 +55,11 @@ class Gate:
             raise error
         try:
             params = self._with_governance_defaults(request)
-            collection, tags, consent_valid = self._resource(request)
-            decision = self.policies.decide(
-                request.identity, request.operation, collection, tags, params, request.case_reference, consent_valid
-            )
+            with store.reader() as tx:  # one read for everything the decision depends on
+                collection, tags, consent_valid = self._resource(tx, request)
+                decision = self.policies.decide_in(
+                    tx, request.identity, request.operation, collection, tags, params, request.case_reference, consent_valid
+                )
         except Exception as exc:  # no decision was reached, but the request still leaves its record
             self._after([], self._record(request, None), *_failure(exc))
             raise
@@ -98,25 +99,24 @@ class Gate:
             return {**request.params, "Tags": tags}
         return request.params
 
-    def _resource(self, request: Request) -> tuple[CollectionRecord | None, dict[str, str], bool]:
+    def _resource(self, tx: Transaction, request: Request) -> tuple[CollectionRecord | None, dict[str, str], bool]:
         """The caller's own collection this request names (another organisation's is invisible)."""
         organization = request.identity.organization
-        with self.service.store.reader() as tx:
-            if "CollectionId" in request.params:
-                found = tx.get_collection(organization, request.params["CollectionId"])
-                collection = found or CollectionRecord(-1, organization, request.params["CollectionId"], "", "", 0.0)
-            elif "ResourceArn" in request.params:
-                found = tx.get_collection_by_arn(request.params["ResourceArn"])
-                if found is None or found.owner != organization:
-                    found = None
-                collection = found or CollectionRecord(-1, organization, request.params["ResourceArn"], "", "", 0.0)
-            else:
-                return None, {}, False
-            tags = tx.get_tags(collection.pk) if found else {}
-            consent_valid = False
-            external = request.params.get("ExternalImageId")
-            if external and consent_required(tags):
-                consent_valid = live_consent(tx, organization, external)
+        if "CollectionId" in request.params:
+            found = tx.get_collection(organization, request.params["CollectionId"])
+            collection = found or CollectionRecord(-1, organization, request.params["CollectionId"], "", "", 0.0)
+        elif "ResourceArn" in request.params:
+            found = tx.get_collection_by_arn(request.params["ResourceArn"])
+            if found is None or found.owner != organization:
+                found = None
+            collection = found or CollectionRecord(-1, organization, request.params["ResourceArn"], "", "", 0.0)
+        else:
+            return None, {}, False
+        tags = tx.get_tags(collection.pk) if found else {}
+        consent_valid = False
+        external = request.params.get("ExternalImageId")
+        if external and consent_required(tags):
+            consent_valid = live_consent(tx, organization, external)
         return collection, tags, consent_valid
 
     def _record(self, request: Request, decision: PolicyDecision | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -26,6 +27,7 @@ from facegate.governance.identity import Identity
 from facegate.governance.s3_access import allowed_buckets, requested_buckets
 from facegate.store.database import Store
 from facegate.store.records import CollectionRecord
+from facegate.store.transaction import Transaction
 
 ALWAYS_ON = "baseline"
 DEFAULT_STATES = {"baseline": True, "us-police-moratorium-2020": True, "threshold-floors": True, "eu-ai-act-art5": False}
@@ -119,21 +121,19 @@ class Policies:
         self.store = store
         self.custom_dir = custom_dir
         self._schema = cedarpy.Schema.from_str(resources.files("facegate.governance").joinpath("facegate.cedarschema").read_text())
+        self._shipped_dir = Path(str(resources.files("facegate.governance").joinpath("packs")))
 
     def _pack_files(self) -> dict[str, Path]:
-        shipped = Path(str(resources.files("facegate.governance").joinpath("packs")))
-        files = {p.stem: p for p in sorted(shipped.glob("*.cedar"))}
+        """Listed afresh for every decision, so a pack file added or removed counts at once."""
+        files = _cedar_files(self._shipped_dir)
         if self.custom_dir is not None and self.custom_dir.is_dir():
-            files.update({p.stem: p for p in sorted(self.custom_dir.glob("*.cedar"))})
+            files.update(_cedar_files(self.custom_dir))
         return files
 
     def packs(self) -> list[Pack]:
         with self.store.reader() as tx:
             states = tx.pack_states()
-        return [
-            Pack(name, path, name == ALWAYS_ON or states.get(name, DEFAULT_STATES.get(name, False)))
-            for name, path in self._pack_files().items()
-        ]
+        return [Pack(name, path, _enabled(name, states)) for name, path in self._pack_files().items()]
 
     def pack(self, name: str) -> Pack:
         for pack in self.packs():
@@ -174,8 +174,25 @@ class Policies:
         now: float | None = None,
     ) -> PolicyDecision:
         with self.store.reader() as tx:
-            ends = int(tx.get_setting(MORATORIUM_END_SETTING) or 0)
-            buckets = allowed_buckets(tx, identity.organization)
+            return self.decide_in(tx, identity, operation, collection, tags, params, case_reference, consent_valid, now)
+
+    def decide_in(
+        self,
+        tx: Transaction,
+        identity: Identity,
+        operation: str,
+        collection: CollectionRecord | None,
+        tags: dict[str, str],
+        params: dict[str, Any],
+        case_reference: str | None,
+        consent_valid: bool = False,
+        now: float | None = None,
+    ) -> PolicyDecision:
+        """``decide``, reading which packs are on and the settings the packs see in ``tx``
+        (the gate's one read for the request)."""
+        ends = int(tx.get_setting(MORATORIUM_END_SETTING) or 0)
+        buckets = allowed_buckets(tx, identity.organization)
+        policy_set, annotations = self._policy_set(tx.pack_states())
         threshold = requested_threshold(operation, params)
         context = {
             "now": int(now if now is not None else time.time()),
@@ -188,7 +205,6 @@ class Policies:
             "s3_buckets": requested_buckets(params),
             "video": VIDEO_OPERATIONS.get(operation, ""),
         }
-        policy_set, annotations = self._policy_set()
         principal = {"type": "Key", "id": identity.access_key_id}
         entities = [
             {"uid": {"type": "Organization", "id": identity.organization},
@@ -211,8 +227,22 @@ class Policies:
         deciding = tuple(annotations[r] for r in result.diagnostics.reasons if r in annotations)
         return PolicyDecision(result.allowed, deciding, context)
 
-    def _policy_set(self) -> tuple[cedarpy.PolicySet, dict[str, DecidingPolicy]]:
-        return _compile(tuple((p.name, p.text) for p in self.packs() if p.enabled))
+    def _policy_set(self, states: dict[str, bool]) -> tuple[cedarpy.PolicySet, dict[str, DecidingPolicy]]:
+        """The enabled packs, parsed. The files are read for every decision (about 10 us each),
+        so an edit counts at once whatever the file system's timestamps can tell; parsing,
+        the dear part, is skipped while the text is what it was."""
+        return _compile(tuple((name, path.read_text()) for name, path in self._pack_files().items() if _enabled(name, states)))
+
+
+def _enabled(name: str, states: dict[str, bool]) -> bool:
+    return name == ALWAYS_ON or states.get(name, DEFAULT_STATES.get(name, False))
+
+
+def _cedar_files(directory: Path) -> dict[str, Path]:
+    """``pack name -> file`` for the ``.cedar`` files in ``directory``, in name order."""
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".cedar") and not e.name.startswith("."))
+    return {name.removesuffix(".cedar"): directory / name for name in names}
 
 
 @functools.lru_cache(maxsize=16)
