@@ -7,6 +7,7 @@ against a float64 brute force over what the database holds.
 
 from __future__ import annotations
 
+import json
 import threading
 from contextlib import closing
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegate.store import database, transaction
+from facegate.store import database, index_snapshot, transaction
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.face_index import CollectionIndex, FaceIndex, IndexChange
 from facegate.store.records import FaceRecord
@@ -120,6 +121,27 @@ def test_a_snapshot_of_another_database_is_not_used(tmp_path):
     with closing(open_store(sqlite_url(other_dir), index_dir=tmp_path / "a" / "index")) as store:
         assert store.index_disagreements() == []
         assert store.index.size(pk) == 70
+
+
+def test_a_snapshot_in_an_earlier_format_is_rebuilt_not_misread(tmp_path):
+    """A node upgraded from format 1 (bfloat16 halves) finds a snapshot whose arrays this
+    version cannot read: it rebuilds from the database and publishes one of its own."""
+    rng = np.random.default_rng(4)
+    store = _open(tmp_path)
+    pk = _collection(store)
+    _faces(store, pk, rng, 40)
+    store.close()
+    index_dir = tmp_path / "index"
+    old = index_dir / (index_dir / "CURRENT").read_text().strip()
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    for plane in ("codes", "scales", "vectors"):
+        (old / f"{plane}.npy").unlink()
+    with closing(_open(tmp_path)) as reopened:
+        assert reopened.index_disagreements() == []
+        assert reopened.index.size(pk) == 40
+    current = json.loads((index_dir / (index_dir / "CURRENT").read_text().strip() / "manifest.json").read_text())
+    assert current["format"] == index_snapshot.FORMAT
 
 
 def test_processes_of_a_node_share_one_snapshot_and_see_each_others_writes(tmp_path, monkeypatch):
