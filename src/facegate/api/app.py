@@ -2,8 +2,9 @@
 
 Order per request: size cap, authentication (SigV4, which must cover the operation, the
 body and the case reference), operation lookup, validation against botocore's model,
-then the injected handler (governance around the service) in a worker thread, since face
-analysis is CPU-bound. Every response carries ``x-amzn-RequestId``, including the
+then the injected handler (governance around the service). Only reading the body happens on
+the event loop; the rest runs in one worker thread, since authentication reads the database
+and face analysis is CPU-bound. Every response carries ``x-amzn-RequestId``, including the
 AWS-shaped 404 and 405 for other paths and methods. Only an unexpected exception becomes
 a 500, and it is logged.
 
@@ -77,6 +78,19 @@ class _Claim:
         return cls(request.client.host if request.client else None, key_id, operation or None)
 
 
+async def _body(request: Request) -> bytes:
+    """The request body, refused as soon as it is over ``MAX_BODY_BYTES``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise InvalidParameterException(f"Request body is over {MAX_BODY_BYTES} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_BODY_BYTES:
+            raise InvalidParameterException(f"Request body is over {MAX_BODY_BYTES} bytes.")
+    return bytes(body)
+
+
 def create_app(
     handler: Handler,
     key_for: Callable[[str], sigv4.Key | None],
@@ -89,15 +103,16 @@ def create_app(
     ``on_rejection`` None records nothing (a test of the wire alone). ``mounts`` are other
     front doors under their own paths (the console at ``/console``): not Rekognition requests."""
 
-    async def rejected(
+    def rejected(
         request: Request, request_id: str, error: RekognitionError, status: int | None = None, headers: dict[str, str] | None = None
     ) -> Response:
-        """The error response, once the rejection log has the request."""
+        """The error response, once the rejection log has the request (it writes: call this
+        in a worker thread)."""
         claim, status = _Claim.of(request), status or error.status
         if on_rejection is not None:
             rejection = Rejection(request_id, claim.source, claim.key_id, claim.operation, error.code, status)
             try:
-                await run_in_threadpool(on_rejection, rejection)
+                on_rejection(rejection)
             except Exception:  # the client is refused either way; the operator must hear of it
                 log.exception("request %s: could not record its rejection (%s)", request_id, error.code)
         response = error_response(error.code, error.message, status, request_id)
@@ -107,14 +122,26 @@ def create_app(
     async def rekognition(request: Request) -> Response:
         request_id = str(uuid.uuid4())
         try:
-            caller, name, params, context = await _admit(request, request_id)
+            body = await _body(request)
         except RekognitionError as exc:
-            return await rejected(request, request_id, exc)
+            return await run_in_threadpool(rejected, request, request_id, exc)
         except Exception:
             log.exception("request %s failed before the gate", request_id)
-            return await rejected(request, request_id, InternalServerError(_INTERNAL_ERROR))
+            return await run_in_threadpool(rejected, request, request_id, InternalServerError(_INTERNAL_ERROR))
+        return await run_in_threadpool(answer, request, request_id, body)
+
+    def answer(request: Request, request_id: str, body: bytes) -> Response:
+        """Everything after the body is read, in one worker thread: SigV4's key lookup reads
+        the database, and face analysis is CPU-bound, so neither holds up the event loop."""
         try:
-            result = await run_in_threadpool(handler, caller, name, params, context)
+            caller, name, params, context = _admit(request, request_id, body)
+        except RekognitionError as exc:
+            return rejected(request, request_id, exc)
+        except Exception:
+            log.exception("request %s failed before the gate", request_id)
+            return rejected(request, request_id, InternalServerError(_INTERNAL_ERROR))
+        try:
+            result = handler(caller, name, params, context)
         except RekognitionError as exc:
             return error_response(exc.code, exc.message, exc.status, request_id)
         except Exception:
@@ -124,19 +151,11 @@ def create_app(
             return json_response(result, request_id)
         except Exception:
             log.exception("request %s: its response could not be encoded", request_id)
-            return await rejected(request, request_id, InternalServerError(_INTERNAL_ERROR))
+            return rejected(request, request_id, InternalServerError(_INTERNAL_ERROR))
 
-    async def _admit(request: Request, request_id: str) -> tuple[sigv4.Caller[Any], str, dict[str, Any], RequestContext]:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            raise InvalidParameterException(f"Request body is over {MAX_BODY_BYTES} bytes.")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > MAX_BODY_BYTES:
-                raise InvalidParameterException(f"Request body is over {MAX_BODY_BYTES} bytes.")
+    def _admit(request: Request, request_id: str, body: bytes) -> tuple[sigv4.Caller[Any], str, dict[str, Any], RequestContext]:
         caller = sigv4.verify(
-            request.method, str(request.url), request.headers.items(), bytes(body), key_for, read_headers=(CASE_REFERENCE_HEADER,)
+            request.method, str(request.url), request.headers.items(), body, key_for, read_headers=(CASE_REFERENCE_HEADER,)
         )
         target = request.headers.get("x-amz-target", "")
         prefix, _, name = target.partition(".")
@@ -149,7 +168,7 @@ def create_app(
                 "X-Facegate-Case-Ref must be 1 to 128 characters: letters, digits, spaces and - _ . : / #, "
                 "starting with a letter or digit."
             )
-        params = validate(model.input_shape, parse_body(bytes(body)))
+        params = validate(model.input_shape, parse_body(body))
         source = request.client.host if request.client else None
         return caller, name, params, RequestContext(request_id, case_reference, source)
 
@@ -160,7 +179,7 @@ def create_app(
             f"No operation at {request.method} {request.url.path[:100]}: send POST / with an X-Amz-Target header."
         )
         # 404 or 405 (with the Allow header Starlette computed), as a 4xx AWS error
-        return await rejected(request, str(uuid.uuid4()), error, exc.status_code, dict(exc.headers or {}))
+        return await run_in_threadpool(rejected, request, str(uuid.uuid4()), error, exc.status_code, dict(exc.headers or {}))
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
