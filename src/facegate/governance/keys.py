@@ -11,7 +11,7 @@ import functools
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from facegate.governance import audit
 from facegate.governance.identity import (
@@ -70,7 +70,7 @@ def revoke_access_key(store: Store, access_key_id: str, actor: str = audit.ADMIN
 class SigningKey:
     """An active key as SigV4 checks it (its secret) and as the gate knows it (its identity)."""
 
-    secret_access_key: str
+    secret_access_key: str = field(repr=False)  # it rides on every request's Caller: never into a log line
     identity: Identity
 
 
