@@ -485,9 +485,11 @@ class Transaction:
         return self.connection.execute(_SETTING, {"key": key}).scalar_one_or_none()
 
     def set_setting(self, key: str, value: str) -> None:
+        """One statement when the key exists (the audit head, rewritten by every record); the
+        caller's write transaction keeps a concurrent first insert out."""
         s = schema.settings.c
-        self.connection.execute(delete(schema.settings).where(s.key == key))
-        self.connection.execute(insert(schema.settings).values(key=key, value=value))
+        if self.connection.execute(update(schema.settings).where(s.key == key).values(value=value)).rowcount == 0:
+            self.connection.execute(insert(schema.settings).values(key=key, value=value))
 
     # -- audit log -----------------------------------------------------------------------
 
