@@ -255,7 +255,7 @@ def test_a_request_whose_policy_decision_crashes_is_still_audited(server, monkey
     def broken_decision(*_args, **_kwargs):
         raise RuntimeError("a bug in policy evaluation")
 
-    monkeypatch.setattr("facegate.governance.policy.Policies.decide_in", broken_decision)
+    monkeypatch.setattr("facegate.governance.policy.Policies.decide", broken_decision)
     with pytest.raises(ClientError) as excinfo:
         server.client().list_faces(CollectionId="never-decided")
     assert excinfo.value.response["Error"]["Code"] == "InternalServerError"

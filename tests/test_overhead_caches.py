@@ -67,12 +67,18 @@ def test_a_pack_enabled_by_another_process_counts_at_the_next_decision(data_dir,
     assert may_list(serving) == (True, [])
 
 
-def test_an_edited_pack_file_counts_at_the_next_decision(data_dir, server_store):
+def house_rules_enabled(data_dir: Path, store: Store, reason: str) -> tuple[Path, Policies]:
+    """A custom pack forbidding ListCollections for ``reason``, enabled and in force."""
     pack = data_dir / "packs" / "house-rules.cedar"
-    pack.write_text(forbid_listing("first reason"))
-    serving = Policies(server_store, data_dir / "packs")
+    pack.write_text(forbid_listing(reason))
+    serving = Policies(store, data_dir / "packs")
     serving.set_enabled("house-rules", True)
-    assert may_list(serving) == (False, ["first reason"])
+    assert may_list(serving) == (False, [reason])
+    return pack, serving
+
+
+def test_an_edited_pack_file_counts_at_the_next_decision(data_dir, server_store):
+    pack, serving = house_rules_enabled(data_dir, server_store, "first reason")
     pack.write_text(forbid_listing("a second reason"))
     assert may_list(serving) == (False, ["a second reason"])
     second = pack.stat()
@@ -82,11 +88,7 @@ def test_an_edited_pack_file_counts_at_the_next_decision(data_dir, server_store)
 
 
 def test_a_pack_file_replaced_by_a_rename_counts_at_the_next_decision(data_dir, server_store):
-    pack = data_dir / "packs" / "house-rules.cedar"
-    pack.write_text(forbid_listing("before"))
-    serving = Policies(server_store, data_dir / "packs")
-    serving.set_enabled("house-rules", True)
-    assert may_list(serving) == (False, ["before"])
+    pack, serving = house_rules_enabled(data_dir, server_store, "before")
     replacement = data_dir / "packs" / ".house-rules.cedar.new"
     replacement.write_text(forbid_listing("after!"))
     replacement.replace(pack)  # as editors and configuration tools save

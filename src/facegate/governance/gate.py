@@ -57,8 +57,8 @@ class Gate:
             params = self._with_governance_defaults(request)
             with store.reader() as tx:  # one read for everything the decision depends on
                 collection, tags, consent_valid = self._resource(tx, request)
-                decision = self.policies.decide_in(
-                    tx, request.identity, request.operation, collection, tags, params, request.case_reference, consent_valid
+                decision = self.policies.decide(
+                    request.identity, request.operation, collection, tags, params, request.case_reference, consent_valid, tx=tx
                 )
         except Exception as exc:  # no decision was reached, but the request still leaves its record
             self._after([], self._record(request, None), *_failure(exc))

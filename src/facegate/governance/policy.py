@@ -172,24 +172,13 @@ class Policies:
         case_reference: str | None,
         consent_valid: bool = False,
         now: float | None = None,
+        tx: Transaction | None = None,
     ) -> PolicyDecision:
-        with self.store.reader() as tx:
-            return self.decide_in(tx, identity, operation, collection, tags, params, case_reference, consent_valid, now)
-
-    def decide_in(
-        self,
-        tx: Transaction,
-        identity: Identity,
-        operation: str,
-        collection: CollectionRecord | None,
-        tags: dict[str, str],
-        params: dict[str, Any],
-        case_reference: str | None,
-        consent_valid: bool = False,
-        now: float | None = None,
-    ) -> PolicyDecision:
-        """``decide``, reading which packs are on and the settings the packs see in ``tx``
-        (the gate's one read for the request)."""
+        """Which packs are on and the settings the packs see are read in ``tx`` (the gate's one
+        read for the request), or in a reader of this call's own."""
+        if tx is None:
+            with self.store.reader() as own:
+                return self.decide(identity, operation, collection, tags, params, case_reference, consent_valid, now, own)
         ends = int(tx.get_setting(MORATORIUM_END_SETTING) or 0)
         buckets = allowed_buckets(tx, identity.organization)
         policy_set, annotations = self._policy_set(tx.pack_states())
