@@ -110,6 +110,7 @@ def test_index_search_and_delete_faces(client, faces_dir):
     deleted = call(client, "DeleteFaces", CollectionId="people", FaceIds=[powell_id, "11111111-1111-1111-1111-111111111111"])
     assert deleted["DeletedFaces"] == [powell_id]
     assert deleted["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["FACE_NOT_FOUND"]
+    assert call(client, "DescribeCollection", CollectionId="people")["FaceCount"] == 1
     again = call(client, "SearchFacesByImage", CollectionId="people", Image=photo(faces_dir, "Colin_Powell", 2))
     assert again["FaceMatches"] == []
 
