@@ -302,7 +302,6 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
                                                                                 FaceMatchThreshold=80) for b in probes])
             node_pss = node.pss_bytes()
             planes = pss_by_file(node.process.pid, data_dir / INDEX_DIRECTORY)
-            sweep = searches_beside_a_retention_sweep(lambda: search(by_id[0]), data_dir)
         finally:
             node.stop()
         workers = _workers_node(data_dir, key, by_id, faces, empty_workers_pss) if workers_run else {}
@@ -313,6 +312,14 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
             stalls = searches_beside_a_snapshot_write(reader, collection.pk, descriptors)
         finally:
             reader.close()
+        # Last, so that no measurement above meets the snapshot a node writes after the deletions.
+        sweeping = ServeProcess(data_dir)
+        try:
+            client = client_for(sweeping.endpoint, key)
+            sweep = searches_beside_a_retention_sweep(
+                lambda: client.search_faces(CollectionId="scale", FaceId=by_id[0], FaceMatchThreshold=80), data_dir)
+        finally:
+            sweeping.stop()
     return {
         "faces": faces,
         "mates": len(pairs),

