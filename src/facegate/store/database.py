@@ -55,6 +55,10 @@ COMPACT_FRACTION = 0.05
 or this fraction of the snapshot's faces if more: the added ones are held privately by every
 process (about 550 B each), the removed ones are still scanned."""
 _WRITE_LOCK_KEY = 0x66616365  # "face": one advisory lock per database serialises facegate's writers
+BUSY_TIMEOUT_MS = 10_000
+"""How long any SQLite statement waits for a lock another process holds."""
+WRITE_LOCK_POLL_SECONDS = 0.001
+"""How often a write transaction asks again for SQLite's write lock while another process holds it."""
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -67,7 +71,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -77,13 +81,33 @@ def _queue_behind_other_processes(connection: Connection) -> None:
     The process lock cannot see a CLI command or another server on the same database.
     Without this, two of them could both read the audit head and append the same sequence
     number (seen: a unique-key violation, which would have been a 500). SQLite takes its
-    write lock up front with BEGIN IMMEDIATE (waiting up to busy_timeout); PostgreSQL takes
-    an advisory lock that is released at commit.
+    write lock up front with BEGIN IMMEDIATE (``_begin_immediate``); PostgreSQL takes an
+    advisory lock that is released at commit.
     """
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(connection)
     elif connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """BEGIN IMMEDIATE, asked again every millisecond while another process holds the write
+    lock, for up to ``BUSY_TIMEOUT_MS``. SQLite's own busy handler sleeps 1, 2, 5, 10 ... up to
+    100 ms between tries, so a request queued behind another process's short write (a
+    retention batch, a CLI command) waited up to 100 ms after the lock was free."""
+    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+                    raise
+            time.sleep(WRITE_LOCK_POLL_SECONDS)
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 class Store:
