@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from facegate.bench.index_bench import clustered_descriptors
+from facegate.server import configured_vector_search
 from facegate.store.database import Store, open_store
 from facegate.store.face_index import FaceIndex
 from facegate.store.migrations import MIGRATIONS, current_version, migrate
@@ -164,6 +165,33 @@ def test_store_search_equals_an_exhaustive_search_for_users_and_radii(database_u
         assert store.index_disagreements() == []
     finally:
         store.close()
+
+
+def test_exact_search_can_be_kept_on_a_database_with_pgvector(database_url, tmp_path, monkeypatch):
+    """``FACEGATE_VECTOR_SEARCH=exact``: facegate's own exact index, kept current from the
+    index log, with the vector column still written for a later switch back."""
+    rng = np.random.default_rng(10)
+    writer = open_store(database_url)  # searches in the database, as another server would
+    monkeypatch.setenv("FACEGATE_VECTOR_SEARCH", "exact")
+    store = open_store(database_url, index_dir=tmp_path / "index", vector_search=configured_vector_search())
+    try:
+        assert isinstance(writer.index, PgVectorIndex) and isinstance(store.index, FaceIndex)
+        with writer.transaction() as tx:
+            collection = tx.create_collection("default", "exact", "arn:aws:rekognition:us-east-1:000000000000:collection/exact", "v")
+        records = _records(collection.pk, clustered_descriptors(rng, 1500, centres=10, noise=0.8), users=True)
+        _bulk_insert(writer, records)
+        for probe in clustered_descriptors(rng, 5, centres=10, noise=0.8):
+            for radius, limit, users_only in ((0.9, None, False), (1.05, 10, False), (1.1, 3, True)):
+                found = store.index.search(collection.pk, probe, radius, limit, users_only)
+                expected = _exhaustive(records, probe, radius, limit, users_only)
+                assert [n.face_id for n in found] == [face_id for face_id, _ in expected]
+        assert store.index_disagreements() == [] and writer.index_disagreements() == []
+    finally:
+        store.close()
+        writer.close()
+    monkeypatch.setenv("FACEGATE_VECTOR_SEARCH", "graph")
+    with pytest.raises(ValueError, match="FACEGATE_VECTOR_SEARCH"):
+        configured_vector_search()
 
 
 def test_a_database_from_before_pgvector_gets_its_faces_searchable_in_the_database(database_url):

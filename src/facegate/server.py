@@ -54,6 +54,21 @@ def configured_database_url(data_dir: Path) -> str:
     return os.environ.get(DATABASE_URL_VARIABLE) or sqlite_url(data_dir)
 
 
+VECTOR_SEARCH_VARIABLE = "FACEGATE_VECTOR_SEARCH"
+VECTOR_SEARCH_CHOICES = {"pgvector": True, "exact": False}
+
+
+def configured_vector_search() -> bool:
+    """``$FACEGATE_VECTOR_SEARCH``: ``pgvector`` (the default) searches in the database where
+    it has the extension; ``exact`` keeps facegate's own exact index there too, because an
+    HNSW graph can miss a face (measured at 1M faces: half the real mates among clustered
+    distractors), and in identification a missed face is a false non-match."""
+    value = os.environ.get(VECTOR_SEARCH_VARIABLE, "pgvector")
+    if value not in VECTOR_SEARCH_CHOICES:
+        raise ValueError(f"{VECTOR_SEARCH_VARIABLE} must be one of {', '.join(VECTOR_SEARCH_CHOICES)}, not {value!r}")
+    return VECTOR_SEARCH_CHOICES[value]
+
+
 INDEX_DIRECTORY = "index"
 """Where in the data directory the face index snapshot lives (``store/index_snapshot.py``)."""
 
@@ -76,7 +91,8 @@ class Facegate:
         """``objects``: where ``S3Object`` images are read from; by default the store that
         ``$FACEGATE_S3_ENDPOINT_URL`` names (``store/s3_objects.py``), else none."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(database_url or configured_database_url(data_dir), index_dir=data_dir / INDEX_DIRECTORY)
+        store = open_store(database_url or configured_database_url(data_dir), index_dir=data_dir / INDEX_DIRECTORY,
+                           vector_search=configured_vector_search())
         return cls(
             data_dir, store, SecretBox.for_data_dir(data_dir), engine or load_engine(configured_face_model()),
             objects or configured_reader(),

@@ -113,11 +113,15 @@ def _begin_immediate(connection: Connection) -> None:
 class Store:
     """The database plus the face index that mirrors its committed embeddings."""
 
-    def __init__(self, engine: Engine, dimension: int = 128, load_index: bool = True, index_dir: Path | None = None) -> None:
+    def __init__(
+        self, engine: Engine, dimension: int = 128, load_index: bool = True, index_dir: Path | None = None,
+        vector_search: bool = True,
+    ) -> None:
         """``load_index=False`` defers building the index to its first use: for a process
         that only migrates and manages keys (the parent of ``serve --workers``), which
         then never holds one. With an ``index_dir`` the index is kept there as a snapshot
-        that every process on the node maps (``store/index_snapshot.py``)."""
+        that every process on the node maps (``store/index_snapshot.py``). ``vector_search=False``
+        keeps that exact index even where pgvector could search, whose graph can miss a face."""
         self.engine = engine
         self._dimension = dimension
         self._index: FaceIndex | None = None
@@ -133,7 +137,7 @@ class Store:
         with engine.begin() as connection:
             migrate(connection)
             # On pgvector the database searches: no index to load here, no log to replay.
-            self._vector_index = PgVectorIndex(engine, dimension) if has_vector_column(connection) else None
+            self._vector_index = PgVectorIndex(engine, dimension) if vector_search and has_vector_column(connection) else None
         if load_index and self._vector_index is None:
             self._load_index()
         if self._snapshots is not None and self._vector_index is None:
@@ -439,7 +443,9 @@ class DatabaseUnreachable(DatabaseNotFound):
     """The database server at the URL does not answer (so whether one is there is unknown)."""
 
 
-def open_store(url: str, create: bool = True, load_index: bool = True, index_dir: Path | None = None) -> Store:
+def open_store(
+    url: str, create: bool = True, load_index: bool = True, index_dir: Path | None = None, vector_search: bool = True
+) -> Store:
     """Open (creating and migrating as needed) the store at a SQLAlchemy URL. With
     ``create=False`` nothing is created: a missing database raises ``DatabaseNotFound``.
     With ``load_index=False`` the face index is built only when first used; with an
@@ -461,7 +467,7 @@ def open_store(url: str, create: bool = True, load_index: bool = True, index_dir
         engine = create_engine(url, pool_pre_ping=True)
     if not create:
         _require_facegate_schema(engine)
-    return Store(engine, load_index=load_index, index_dir=index_dir)
+    return Store(engine, load_index=load_index, index_dir=index_dir, vector_search=vector_search)
 
 
 def _require_facegate_schema(engine: Engine) -> None:
