@@ -1,8 +1,7 @@
 """What the server remembers between requests never outlives what it was read from.
 
-A parsed policy set is kept for the exact text it was parsed from, and a key's decrypted
-secret for the exact ciphertext; the texts, the pack states, the settings and the key's row
-are read again for every request. So a change made by another process (the CLI, a second server
+A parsed policy set is kept for the exact text it was parsed from; the texts, the pack
+states, the settings and the key's row are read again for every request. So a change made by another process (the CLI, a second server
 on the same database) or an edit of a pack file counts from the very next request.
 """
 
