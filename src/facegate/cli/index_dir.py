@@ -33,7 +33,7 @@ from rich.text import Text
 
 from facegate.cli.data_dir import data_dir_option, existing_data_dir
 from facegate.engine.face_models import configured_face_model, load_engine
-from facegate.governance.bulk_indexing import DENIED, INDEXED, NO_FACE, UNREADABLE, BulkIndexing, Outcome, UnknownAccessKey, identity_of
+from facegate.governance.bulk_indexing import DENIED, INDEXED, NO_FACE, UNREADABLE, BulkIndexing, Outcome, UnknownAccessKey, active_identity
 from facegate.governance.policy import Policies
 from facegate.service.bulk_indexing import (
     MAX_FILE_BYTES, QUALITY_FILTER, QUALITY_FILTERS, AnalysedImage, analyse_image, external_image_id,
@@ -208,7 +208,7 @@ def index_dir(collection_id: str, directory: Path, access_key_id: str, jobs: int
     store, data = existing_data_dir(data_dir)
     run_id = str(uuid.uuid4())
     try:
-        identity = identity_of(store, access_key_id, run_id)
+        identity = active_identity(store, access_key_id, run_id)
     except UnknownAccessKey as exc:
         raise click.ClickException(str(exc)) from exc
     service = Service(load_engine(configured_face_model()), store)

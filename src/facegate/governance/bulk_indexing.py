@@ -19,7 +19,7 @@ from typing import Any
 
 from facegate.governance import audit
 from facegate.governance.consent import consent_required, live_consent
-from facegate.governance.identity import Identity, resolve
+from facegate.governance.identity import Identity, identity_of
 from facegate.governance.policy import Policies, PolicyDecision
 from facegate.governance.rejections import Rejection, RejectionLog
 from facegate.service import exceptions
@@ -41,15 +41,17 @@ class UnknownAccessKey(LookupError):
     """The access key does not exist or was revoked (recorded in the rejection log)."""
 
 
-def identity_of(store: Store, access_key_id: str, run_id: str) -> Identity:
-    """The active key's identity. An unknown or revoked key is refused before any decision,
-    as SigV4 refuses it over the wire, and leaves a record in the rejection log."""
+def active_identity(store: Store, access_key_id: str, run_id: str) -> Identity:
+    """The active key's identity, read with the key as the server reads it. An unknown or
+    revoked key is refused before any decision, as SigV4 refuses it over the wire, and leaves
+    a record in the rejection log."""
     with store.reader() as tx:
-        found = tx.access_key_secret(access_key_id)
+        found = tx.access_key_with_owner(access_key_id)
     if found is None or found[0].revoked_at is not None:
         RejectionLog(store).record(Rejection(run_id, SOURCE, access_key_id[:128], OPERATION, "UnrecognizedClientException", 400))
         raise UnknownAccessKey(f"no active access key {access_key_id}")
-    return resolve(store, access_key_id)
+    key, _, organization = found
+    return identity_of(key, organization)
 
 
 @dataclass(frozen=True)
