@@ -43,6 +43,7 @@ from facegate.governance.keys import NewAccessKey, create_access_key
 from facegate.governance.retention import enforce_retention
 from facegate.server import INDEX_DIRECTORY
 from facegate.store.database import Store, open_store, sqlite_url
+from facegate.store.product_codes import APPROXIMATE_FROM
 from facegate.store.records import FaceRecord
 from facegate.store.secrets import SecretBox
 
@@ -324,7 +325,8 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         "faces": faces,
         "mates": len(pairs),
         "backend": "sqlite",
-        "index": "exact (int8 scan + float64 re-rank), memory-mapped snapshot",
+        "index": ("approximate (faiss 4-bit product-code fast scan, 1,024 candidates re-ranked exactly)" if faces >= APPROXIMATE_FROM
+                  else "exact (int8 scan + float64 re-rank)") + ", memory-mapped snapshot",
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
         "startup_s": node.startup_s,
         "startup_first_s": first.startup_s,

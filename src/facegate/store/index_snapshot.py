@@ -40,9 +40,10 @@ import numpy as np
 
 from facegate.store.cold_plane import ColdPlane
 from facegate.store.face_index import FACE_ID_DTYPE, NO_USER, BaseRows, CollectionIndex, FaceIndex, Rows
+from facegate.store.product_codes import APPROXIMATE_FROM, TRAINING_ROWS, ProductCodes, ProductCodesBuilder
 
-FORMAT = 2
-"""2: int8 codes and float32 vectors (1 held bfloat16 halves; such a snapshot is rebuilt)."""
+FORMAT = 3
+"""3: with product codes for large collections (2 had none; 1 held bfloat16 halves; such a snapshot is rebuilt)."""
 ARRAYS = ("codes", "scales", "vectors", "face_ids", "users", "sorted_ids", "sorted_rows", "user_names")
 COLD = ("vectors", "face_ids")
 """Planes read with ``pread`` rather than mapped (``ColdPlane``)."""
@@ -81,6 +82,8 @@ class Snapshot:
         time, pausing between: a page fault taken while holding the GIL stalls every other
         thread, searches included."""
         for base in self.collections.values():
+            if base.approximate is not None:
+                continue  # searched through its product codes, already in memory: the int8 planes stay on disk
             for plane in (base.rows.codes, base.rows.scales):
                 pages = plane.reshape(-1)[:: max(1, mmap.PAGESIZE // plane.itemsize)]
                 for start in range(0, len(pages), READ_IN_PAGES):
@@ -137,13 +140,13 @@ class IndexSnapshots:
             if manifest.get("format") != FORMAT:
                 return None
             arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAYS}
-        except (OSError, ValueError, KeyError):
+            for key in COLD:
+                arrays[key] = ColdPlane(folder / f"{key}.npy", arrays[key])
+            collections = {int(pk): _base_rows(folder, arrays, entry) for pk, entry in manifest["collections"].items()}
+        except (OSError, ValueError, KeyError, RuntimeError):  # RuntimeError: faiss could not read product codes
             return None
         _advise(arrays["codes"], mmap.MADV_WILLNEED)
         _advise(arrays["scales"], mmap.MADV_WILLNEED)
-        for key in COLD:
-            arrays[key] = ColdPlane(folder / f"{key}.npy", arrays[key])
-        collections = {int(pk): _base_rows(arrays, entry) for pk, entry in manifest["collections"].items()}
         return Snapshot(name, LogMark(**manifest["mark"]), int(manifest["dimension"]), collections)
 
     def write(self, index: FaceIndex, mark: LogMark, holding_lock: bool = False) -> str | None:
@@ -213,17 +216,23 @@ def _write_arrays(folder: Path, captured: dict[int, _Captured], dimension: int) 
     at = 0
     for pk, c in captured.items():
         start, names_start = at, len(names)
+        product_codes = _product_codes_builder(c.blocks, live[pk])
         for block, rows, users in zip(c.blocks, live[pk], c.users):
             for first in range(0, len(rows), CHUNK_ROWS):
                 chunk = rows[first : first + CHUNK_ROWS]
                 end = at + len(chunk)
-                for plane in ("codes", "scales", "vectors"):
-                    out[plane][at:end] = getattr(block, plane)[chunk]
+                vectors = block.exact(chunk)
+                out["codes"][at:end] = block.codes[chunk]
+                out["scales"][at:end] = block.scales[chunk]
+                out["vectors"][at:end] = vectors
                 out["face_ids"][at:end] = block.face_ids[chunk]
                 codes[at:end] = _renumbered(users[chunk], c.index, names, names_start)
+                if product_codes is not None:
+                    product_codes.add(vectors)
                 at = end
         entries[str(pk)] = {"start": start, "end": at, "names_start": names_start, "names_end": len(names),
-                            "max_error": c.index.max_error}
+                            "max_error": c.index.max_error,
+                            "product_codes": [] if product_codes is None else product_codes.save(folder, f"codes-{pk}")}
     order = np.empty(total, np.int32)
     for entry in entries.values():
         start, end = entry["start"], entry["end"]
@@ -240,6 +249,19 @@ def _write_arrays(folder: Path, captured: dict[int, _Captured], dimension: int) 
     return {"collections": entries}
 
 
+def _product_codes_builder(blocks: list[Rows], live: list[np.ndarray]) -> ProductCodesBuilder | None:
+    """For a collection of ``APPROXIMATE_FROM`` live faces or more, a builder trained on a
+    random sample of them (seeded by the size, so rewriting the same faces gives the same codes)."""
+    total = sum(len(rows) for rows in live)
+    if total < APPROXIMATE_FROM:
+        return None
+    picked = np.sort(np.random.default_rng(total).choice(total, min(total, TRAINING_ROWS), replace=False))
+    bounds = np.cumsum([0] + [len(rows) for rows in live])
+    sample = [block.exact(rows[picked[(picked >= low) & (picked < high)] - low])
+              for block, rows, low, high in zip(blocks, live, bounds[:-1], bounds[1:])]
+    return ProductCodesBuilder(np.concatenate(sample))
+
+
 def _renumbered(codes: np.ndarray, index: CollectionIndex, names: list[bytes], names_start: int) -> np.ndarray:
     """User codes local to the snapshot's name list: each face with a user gets the name's
     position, counted from the collection's first name (``names_start``)."""
@@ -252,14 +274,15 @@ def _renumbered(codes: np.ndarray, index: CollectionIndex, names: list[bytes], n
     return out
 
 
-def _base_rows(arrays: dict[str, np.ndarray], entry: dict[str, Any]) -> BaseRows:
+def _base_rows(folder: Path, arrays: dict[str, np.ndarray], entry: dict[str, Any]) -> BaseRows:
     start, end = entry["start"], entry["end"]
     count = end - start
     rows = Rows(arrays["codes"][start:end], arrays["scales"][start:end], arrays["vectors"].rows(start, end),
                 arrays["face_ids"].rows(start, end),
                 np.array(arrays["users"][start:end]), np.ones(count, bool), count)
     return BaseRows(rows, arrays["sorted_ids"][start:end], arrays["sorted_rows"][start:end],
-                    arrays["user_names"][entry["names_start"] : entry["names_end"]], float(entry["max_error"]))
+                    arrays["user_names"][entry["names_start"] : entry["names_end"]], float(entry["max_error"]),
+                    ProductCodes.load(folder, entry["product_codes"]) if entry["product_codes"] else None)
 
 
 def _advise(array: np.ndarray, advice: int) -> None:
