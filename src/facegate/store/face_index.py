@@ -81,6 +81,14 @@ class Rows(NamedTuple):
         return bigger._replace(count=self.count)
 
 
+class Scan(NamedTuple):
+    """A block to scan with its largest quantisation error, and which of its rows (None: all)."""
+
+    block: Rows
+    max_error: float
+    rows: np.ndarray | None = None  # ascending
+
+
 @dataclass(frozen=True)
 class BaseRows:
     """A collection's faces as of a snapshot: ``rows`` maps the snapshot's planes (shared by
@@ -214,26 +222,28 @@ class CollectionIndex:
         The one exception is a base with product codes (a snapshot's collection of
         ``APPROXIMATE_FROM`` faces or more): its candidates are the ``CANDIDATES`` faces whose
         codes score best, so a face the codes rank below that many others is missed (recall@1
-        measured 1.0 at 1M and 10M, ``product_codes.py``). Distances stay exact. When half the
+        measured 1.0 at 1M and 10M, ``product_codes.py``). The candidates then go through the
+        same int8 bound and exact re-rank as a full scan, so distances stay exact. When half the
         candidates or more are within ``max_distance`` and the answer may hold more than that,
         the codes may have cut it short, so the base is scanned exactly instead; so is it for
         SearchUsers (``users_only``), where the faces that belong to users may be few."""
         probe32 = np.asarray(probe, dtype=np.float32).reshape(-1)
-        base, tail = self._base, [(self._tail, self._tail_error)]
-        everything = tail if base is None else [(base.rows, base.max_error), *tail]
+        base, tail = self._base, [Scan(self._tail, self._tail_error)]
+        everything = tail if base is None else [Scan(base.rows, base.max_error), *tail]
         if base is None or base.approximate is None or users_only:
             return self._nearest(self._scanned(everything, probe32, max_distance, limit, users_only), limit)
-        coded = self._within(base.rows, self._coded_rows(base, base.approximate, probe32), probe32, max_distance)
+        coded = self._scanned([Scan(base.rows, base.max_error, self._coded_rows(base, base.approximate, probe32))],
+                              probe32, max_distance, limit, False)
         half = CANDIDATES // 2
-        if len(coded[0]) >= half and (limit is None or limit > half):
+        if sum(len(found[0]) for found in coded) >= half and (limit is None or limit > half):
             return self._nearest(self._scanned(everything, probe32, max_distance, limit, users_only), limit)
-        return self._nearest([coded, *self._scanned(tail, probe32, max_distance, limit, users_only)], limit)
+        return self._nearest([*coded, *self._scanned(tail, probe32, max_distance, limit, users_only)], limit)
 
-    def _scanned(self, blocks: list[tuple[Rows, float]], probe: np.ndarray, max_distance: float, limit: int | None,
+    def _scanned(self, scans: list[Scan], probe: np.ndarray, max_distance: float, limit: int | None,
                  users_only: bool) -> list[Found]:
-        """The exact answer from ``blocks``: the quantised scan's candidates, re-ranked."""
+        """The exact answer from ``scans``: the quantised scan's candidates, re-ranked."""
         return [self._within(block, rows, probe, max_distance)
-                for block, rows in self._candidates(blocks, probe, max_distance, limit, users_only)]
+                for block, rows in self._candidates(scans, probe, max_distance, limit, users_only)]
 
     def _coded_rows(self, base: BaseRows, codes: ProductCodes, probe: np.ndarray) -> np.ndarray:
         """The base's live candidate rows, ascending; as many more asked for as removed faces may take."""
@@ -290,9 +300,10 @@ class CollectionIndex:
         return max(self._tail_error, 0.0 if self._base is None else self._base.max_error)
 
     def _candidates(
-        self, blocks: list[tuple[Rows, float]], probe: np.ndarray, max_distance: float, limit: int | None, users_only: bool
+        self, scans: list[Scan], probe: np.ndarray, max_distance: float, limit: int | None, users_only: bool
     ) -> list[tuple[Rows, np.ndarray]]:
-        """Per block, the rows, ascending, that the exact re-rank must read: a superset of the answer.
+        """Per block, the rows, ascending, that the exact re-rank must read: a superset of the
+        answer from the rows scanned (all of a block's, or those ``Scan.rows`` names).
 
         For unit vectors distance <= max_distance iff dot >= 1 - max_distance**2 / 2. With
         v' = s_v c_v and p' = s_p c_p the row and the probe as scale times int8 codes,
@@ -309,7 +320,7 @@ class CollectionIndex:
         probe_norm = float(np.linalg.norm(probe.astype(np.float64)))
         lowest_dot = 1.0 - float(max_distance) ** 2 / 2.0 if np.isfinite(max_distance) else -np.inf
         scored: list[tuple[Rows, np.ndarray, np.ndarray, float]] = []
-        for block, max_error in blocks:
+        for block, max_error, subset in scans:
             if block.count == 0:
                 continue
             norm_bound = 1.0 + 1e-6 + max_error
@@ -317,15 +328,15 @@ class CollectionIndex:
             margin = norm_bound * error + max_error * probe_norm + rounding + 1e-9
             # Never cdist(out=...): simsimd 6.5 then returns None without a reference of its own, so
             # every search would take one from None until the interpreter freed it and crashed.
-            scores = np.asarray(simsimd.cdist(probe_codes, block.codes[: block.count], metric="dot", dtype="int8",
+            scanned = slice(0, block.count) if subset is None else subset
+            scores = np.asarray(simsimd.cdist(probe_codes, block.codes[scanned], metric="dot", dtype="int8",
                                               out_dtype="float32"))[0]
-            scores = np.multiply(scores, block.scales[: block.count], out=scores)  # v'.p' / s_p
+            scores = np.multiply(scores, block.scales[scanned], out=scores)  # v'.p' / s_p
             cut = np.nextafter(np.float32((lowest_dot - margin) / scale), np.float32(-np.inf))  # rounded down
-            rows = np.flatnonzero(scores >= cut)
-            rows = rows[block.alive[rows]]
-            if users_only:
-                rows = rows[block.users[rows] != NO_USER]
-            scored.append((block, rows, scores[rows].astype(np.float64) * scale, margin))
+            kept = np.flatnonzero(scores >= cut)
+            rows = kept if subset is None else subset[kept]
+            wanted = block.alive[rows] & (block.users[rows] != NO_USER) if users_only else block.alive[rows]
+            scored.append((block, rows[wanted], scores[kept][wanted].astype(np.float64) * scale, margin))
         if limit is not None and limit > 0 and sum(len(rows) for _, rows, _, _ in scored) > limit:
             # Each row's worst case is its score less its block's margin; the limit-th best worst case
             # bounds the answer, and a row whose best case (score plus margin) is below it cannot be in it.
