@@ -1,4 +1,6 @@
-"""The approximate index (``bench/approximate_index.py``) at N faces: build, memory, latency, recall.
+"""Approximate indexes at N faces: build, memory, latency, recall. Two kinds: the product codes
+the index uses for large collections (``store/product_codes.py``), and the HNSW graph of
+``bench/approximate_index.py``, which no request uses.
 
 The N faces are synthetic unit descriptors clustered like real ones (``index_bench``) plus real
 sface descriptors of the shared LFW photos: every person's first photo is enrolled, and for
@@ -41,6 +43,7 @@ from facegate.engine.face_models import load_engine
 from facegate.evaluate.describe import describe_photos
 from facegate.bench.approximate_index import ApproximateIndex
 from facegate.store.face_index import CollectionIndex
+from facegate.store.product_codes import BITS, TRAINING_ROWS, ProductCodes, ProductCodesBuilder, sub_vectors
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ EXPANSION_SEARCH = (64, 128, 256, 512)
 
 COUNTS = (10, 50)
 """Candidates re-ranked exactly (recall is computed for each; timing uses the largest)."""
+
+CODE_COUNTS = (64, 256, 1024)
+"""Candidates of the product codes (``store/product_codes.py``) re-ranked exactly, each timed:
+the codes read every face, so the count costs little and recall is what it buys."""
 
 MATCH_THRESHOLD = 80.0
 """``FaceMatchThreshold`` for ``recall_at_1_within_threshold``: Rekognition's default."""
@@ -85,7 +92,8 @@ def run_ann_bench(sizes: tuple[int, ...] = (100_000,), faces_dir: Path | None = 
     runs = [_run_size(faces, kind, gallery, probes, settings, radius, build_threads, seed)
             for faces in sizes for kind in distractors]
     return {
-        "library": "usearch (HNSW), metric cos, exact float64 re-rank of the candidates",
+        "library": "usearch (HNSW), metric cos; faiss 4-bit product-code fast scan (the index's from 500k faces); "
+                   "exact float64 re-rank of the candidates",
         "real_gallery": len(gallery), "real_probes": len(probes), "synthetic_probes": SYNTHETIC_PROBES,
         "match_threshold": MATCH_THRESHOLD, "match_distance": radius,
         "build_threads": build_threads, "search_threads": 1, "cpu_count": os.cpu_count(),
@@ -144,7 +152,42 @@ def _run_size(faces: int, kind: str, gallery: np.ndarray, probes: np.ndarray, se
     graphs = [_measure_graph(s, vectors, probes, synthetic, truth_real, truth_synthetic, within, build_threads)
               for s in settings]
     return {"faces": faces, "distractors": kind, "real_probes_within_threshold": int(within.sum()),
-            "exact_scan": _time_exact_scan(vectors, synthetic[:EXACT_SCANS], radius), "graphs": graphs}
+            "exact_scan": _time_exact_scan(vectors, synthetic[:EXACT_SCANS], radius),
+            "product_codes": _measure_product_codes(vectors, probes, synthetic, truth_real, truth_synthetic, within, rng),
+            "graphs": graphs}
+
+
+def _measure_product_codes(vectors: np.ndarray, probes: np.ndarray, synthetic: np.ndarray, truth_real: np.ndarray,
+                           truth_synthetic: np.ndarray, within: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """The product codes the index uses from ``APPROXIMATE_FROM`` faces, built as a snapshot builds
+    them (trained on a sample, one thread), at each of ``CODE_COUNTS`` candidates."""
+    started = time.perf_counter()
+    builder = ProductCodesBuilder(vectors[np.sort(rng.choice(len(vectors), min(len(vectors), TRAINING_ROWS), replace=False))])
+    for start in range(0, len(vectors), 65_536):
+        builder.add(vectors[start : start + 65_536])
+    codes = builder.built()
+    build_s = time.perf_counter() - started
+    searches = []
+    for count in CODE_COUNTS:
+        real = _search_codes(codes, count, vectors, probes, truth_real)
+        synth = _search_codes(codes, count, vectors, synthetic, truth_synthetic)
+        searches.append({
+            "candidates": count, "recall_at_1": real["hits"].mean(), "recall_at_1_within_threshold": real["hits"][within].mean(),
+            "recall_at_1_synthetic": synth["hits"].mean(),
+            "search_p50_ms": _percentile_ms(real["seconds"], 50), "search_p99_ms": _percentile_ms(real["seconds"], 99),
+            "loadavg": os.getloadavg()[0],
+        })
+    return {"build_s": round(build_s, 1), "bytes_per_face": sub_vectors(DIMENSION) * BITS // 8, "searches": searches}
+
+
+def _search_codes(codes: ProductCodes, count: int, vectors: np.ndarray, probes: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    hits, seconds = [], []
+    for probe, nearest in zip(probes, truth):
+        started = time.perf_counter()
+        first = _reranked_first(vectors, probe, codes.candidates(probe, count))
+        seconds.append(time.perf_counter() - started)
+        hits.append(first == nearest)
+    return {"hits": np.array(hits), "seconds": np.array(seconds)}
 
 
 def _exact_nearest(vectors: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

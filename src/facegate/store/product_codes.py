@@ -73,6 +73,10 @@ class ProductCodesBuilder:
             self._shards[-1].add(rows[:room])
             rows = rows[room:]
 
+    def built(self) -> ProductCodes:
+        """The codes added so far, searchable in this process (the benchmark's way in; a snapshot saves them)."""
+        return ProductCodes(self._shards)
+
     def save(self, folder: Path, stem: str) -> list[str]:
         """Writes each shard to ``folder``; returns the file names, in row order."""
         names = []
