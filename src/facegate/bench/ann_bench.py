@@ -77,6 +77,9 @@ DISTRACTORS = ("clustered", "fitted")
 SYNTHETIC_PROBES = 300
 EXACT_SCANS = 60
 """Exact int8 scans timed at each size (the index's ``search``, limit 10)."""
+EXACT_SCAN_UP_TO = 2_000_000
+"""Above this size the exact scan is not timed here: its index would copy every face again, more
+memory than the node has at 10M (``facegate bench index`` times it at any size)."""
 
 
 def run_ann_bench(sizes: tuple[int, ...] = (100_000,), faces_dir: Path | None = None,
@@ -142,6 +145,7 @@ def _run_size(faces: int, kind: str, gallery: np.ndarray, probes: np.ndarray, se
     else:
         made = fitted_descriptors(rng, count, np.concatenate([gallery, probes]))
     vectors = np.concatenate([made, gallery])
+    del made  # at 10M each copy of the faces is 5 GB
     vectors = vectors[rng.permutation(faces)]  # real faces spread through the rows, as enrolments would be
     synthetic = vectors[rng.integers(0, faces, SYNTHETIC_PROBES)]
     synthetic += 0.3 * rng.standard_normal(synthetic.shape).astype(np.float32) / np.sqrt(DIMENSION)
@@ -152,7 +156,7 @@ def _run_size(faces: int, kind: str, gallery: np.ndarray, probes: np.ndarray, se
     graphs = [_measure_graph(s, vectors, probes, synthetic, truth_real, truth_synthetic, within, build_threads)
               for s in settings]
     return {"faces": faces, "distractors": kind, "real_probes_within_threshold": int(within.sum()),
-            "exact_scan": _time_exact_scan(vectors, synthetic[:EXACT_SCANS], radius),
+            "exact_scan": _time_exact_scan(vectors, synthetic[:EXACT_SCANS], radius) if faces <= EXACT_SCAN_UP_TO else None,
             "product_codes": _measure_product_codes(vectors, probes, synthetic, truth_real, truth_synthetic, within, rng),
             "graphs": graphs}
 
