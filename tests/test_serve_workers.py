@@ -42,6 +42,22 @@ def test_two_worker_processes_serve_one_consistent_collection(tmp_path, faces_di
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0  # graceful shutdown of the supervisor and its workers
+    assert b'"POST / HTTP/1.1"' not in (data_dir / "serve.log").read_bytes()  # no access log unless asked for
+
+
+def test_workers_write_an_access_log_when_asked_for(tmp_path):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    client = client_factory(data_dir, port, "logged")
+    server = start_serve_process(data_dir, port, workers=2, options=("--access-log",))
+    try:
+        for _ in range(6):
+            client().list_collections()
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+    log = (data_dir / "serve.log").read_bytes()
+    assert log.count(b'"POST / HTTP/1.1" 200') >= 6
 
 
 def test_busy_workers_are_not_killed_and_every_request_is_answered(tmp_path, faces_dir):

@@ -50,15 +50,16 @@ FACEGATE = str(Path(sys.executable).parent / "facegate")
 """The ``facegate`` command of the running interpreter's environment."""
 
 
-def start_serve_process(data_dir: Path, port: int, workers: int = 1, timeout: float = 120) -> subprocess.Popen[bytes]:
-    """``facegate serve`` as a child process, returned once every worker has started and
-    ``/health`` answers. Its output is appended to ``serve.log`` in the data directory."""
+def start_serve_process(data_dir: Path, port: int, workers: int = 1, timeout: float = 120,
+                        options: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """``facegate serve`` (with ``options``) as a child process, returned once every worker has
+    started and ``/health`` answers. Its output is appended to ``serve.log`` in the data directory."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "serve.log"
     with log_path.open("ab") as log:
         log_start = log.tell()
         process = subprocess.Popen(
-            [FACEGATE, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers)],
+            [FACEGATE, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers), *options],
             stdout=log, stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + timeout
