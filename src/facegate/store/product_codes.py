@@ -4,17 +4,20 @@ The exact index reads 132 B a face on every search (``face_index.py``): 8.4 ms a
 118 ms at 10M on this node's memory bandwidth. Product codes read 32 B a face (a 128-dimension
 descriptor as 64 sub-vectors of 2 dimensions, each one of 16 trained centroids), scored from a
 lookup table held in SIMD registers, so the scan is about four times shorter and much faster per
-byte. The codes only *choose* candidates: the caller re-ranks every candidate exactly from its
-float32 vector, so a returned distance is always exact and the only error left is a nearest face
-the codes ranked below the candidates (recall, measured by ``bench/scale_bench.py``).
+byte. The codes only *choose* candidates: the caller puts them through the exact index's int8
+bound and float64 re-rank, so a returned distance is always exact and the only error left is a
+nearest face the codes ranked below the candidates (recall, measured by ``bench/ann_bench.py``
+and ``bench/scale_bench.py``).
 
-Measured on 2026-11-28 (one thread; 622 real sface mates among distractors drawn from a Gaussian
-fitted to real descriptors, the hardest case found for approximate indexes: usearch's HNSW reached
-recall@1 0.92 at 20 ms at 1M, and faiss IVF-SQ8 0.98 at 4 ms while probing a fifth of its lists):
-recall@1 against exact, re-ranking 64/256/1,024 candidates, was 0.995/0.998/1.0 at 1M (1.9/2.0/2.4
-ms a search) and 0.990/0.998/1.0 at 10M (18.5/18.2/19.2 ms). 2 bits a dimension (16 B a face)
-reached only 0.989 at 1M with 1,024 candidates, and IVF and graphs lose real mates that sit far
-from every training centroid; the fast scan has no such blind spot because it reads every face.
+Measured on 2026-11-28 (``facegate bench ann --no-graphs``, ``benchmarks/results/ann.json``: 622
+real sface mates among distractors either clustered or drawn from a Gaussian fitted to real
+descriptors, the hardest case found for approximate indexes): with 1,024 candidates recall@1
+against exact search was 1.0 at 1M and at 10M for both kinds, in 2.3 ms a search at 1M (the exact
+scan: 9.5-9.9 ms) and 11.5-12.7 ms at 10M on two threads. With 256 candidates it was 0.997 at
+10M among fitted distractors, with 64 0.987. Graphs and clusters failed the same test: usearch's
+HNSW reached 0.92 at 20 ms at 1M, faiss IVF-SQ8 0.98 probing a fifth of its lists; they lose real
+mates that sit far from where the index expects them, and the fast scan, which reads every face,
+has no such blind spot. 2 bits a dimension (16 B a face) reached only 0.989 at 1M.
 
 Codes are built when a snapshot is written (``index_snapshot.py``), from the same rows in the same
 order, and loaded into each process's memory (32 B a face; faiss cannot map them). Faces added
@@ -36,8 +39,8 @@ APPROXIMATE_FROM = 500_000
 Below it the exact scan takes under 4 ms (measured: 0.8 ms at 100k, 8.4 ms at 1M), and exactness
 costs too little to trade away."""
 CANDIDATES = 1024
-"""Faces re-ranked exactly per search: recall@1 1.0 at 1M and 10M (see the module docstring),
-for 0.5 ms more than 256 candidates, which missed 1 in 600."""
+"""Faces re-ranked per search: recall@1 1.0 at 1M and 10M (see the module docstring), for about
+0.5 ms more than 256 candidates, which missed 2 of 622 mates at 10M."""
 SHARD_ROWS = 1_000_000
 """Faces per code block. Blocks are scanned on parallel threads (faiss does not split a single
 query across its OpenMP threads): measured at 2M faces, two blocks on two threads took 2.7 ms
