@@ -77,13 +77,13 @@ class Snapshot:
         return sum(base.rows.count for base in self.collections.values())
 
     def read_in(self) -> None:
-        """Touch every page of the scanned planes, so the first search after a switch does not
-        fault them in one by one (about 300 ms at 1M faces, measured). A few megabytes at a
-        time, pausing between: a page fault taken while holding the GIL stalls every other
-        thread, searches included."""
+        """Touch every page of the int8 codes and scales, so the first search after a switch does
+        not fault them in one by one (about 300 ms at 1M faces, measured). Collections searched
+        through product codes need them too: their re-rank gathers 1,024 rows a search, which had
+        mapped the whole plane by the end of a 220-search benchmark at 1M and at 10M. A few
+        megabytes at a time, pausing between: a page fault taken while holding the GIL stalls
+        every other thread, searches included."""
         for base in self.collections.values():
-            if base.approximate is not None:
-                continue  # searched through its product codes, already in memory: the int8 planes stay on disk
             for plane in (base.rows.codes, base.rows.scales):
                 pages = plane.reshape(-1)[:: max(1, mmap.PAGESIZE // plane.itemsize)]
                 for start in range(0, len(pages), READ_IN_PAGES):
