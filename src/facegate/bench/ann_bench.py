@@ -43,7 +43,7 @@ from facegate.engine.face_models import load_engine
 from facegate.evaluate.describe import describe_photos
 from facegate.bench.approximate_index import ApproximateIndex
 from facegate.store.face_index import CollectionIndex
-from facegate.store.product_codes import BITS, TRAINING_ROWS, ProductCodes, ProductCodesBuilder, sub_vectors
+from facegate.store.product_codes import BITS, ProductCodes, ProductCodesBuilder, sub_vectors, training_rows
 
 
 @dataclass(frozen=True)
@@ -157,18 +157,17 @@ def _run_size(faces: int, kind: str, gallery: np.ndarray, probes: np.ndarray, se
               for s in settings]
     return {"faces": faces, "distractors": kind, "real_probes_within_threshold": int(within.sum()),
             "exact_scan": _time_exact_scan(vectors, synthetic[:EXACT_SCANS], radius) if faces <= EXACT_SCAN_UP_TO else None,
-            "product_codes": _measure_product_codes(vectors, probes, synthetic, truth_real, truth_synthetic, within, rng),
+            "product_codes": _measure_product_codes(vectors, probes, synthetic, truth_real, truth_synthetic, within),
             "graphs": graphs}
 
 
 def _measure_product_codes(vectors: np.ndarray, probes: np.ndarray, synthetic: np.ndarray, truth_real: np.ndarray,
-                           truth_synthetic: np.ndarray, within: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+                           truth_synthetic: np.ndarray, within: np.ndarray) -> dict[str, Any]:
     """The product codes the index uses from ``APPROXIMATE_FROM`` faces, built as a snapshot builds
     them (trained on a sample, one thread), at each of ``CODE_COUNTS`` candidates."""
     started = time.perf_counter()
-    builder = ProductCodesBuilder(vectors[np.sort(rng.choice(len(vectors), min(len(vectors), TRAINING_ROWS), replace=False))])
-    for start in range(0, len(vectors), 65_536):
-        builder.add(vectors[start : start + 65_536])
+    builder = ProductCodesBuilder(vectors[training_rows(len(vectors))])
+    builder.add(vectors)
     codes = builder.built()
     build_s = time.perf_counter() - started
     searches = []

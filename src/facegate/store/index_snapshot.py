@@ -40,7 +40,7 @@ import numpy as np
 
 from facegate.store.cold_plane import ColdPlane
 from facegate.store.face_index import FACE_ID_DTYPE, NO_USER, BaseRows, CollectionIndex, FaceIndex, Rows
-from facegate.store.product_codes import APPROXIMATE_FROM, TRAINING_ROWS, ProductCodes, ProductCodesBuilder
+from facegate.store.product_codes import APPROXIMATE_FROM, ProductCodes, ProductCodesBuilder, training_rows
 
 FORMAT = 3
 """3: with product codes for large collections (2 had none; 1 held bfloat16 halves; such a snapshot is rebuilt)."""
@@ -251,11 +251,11 @@ def _write_arrays(folder: Path, captured: dict[int, _Captured], dimension: int) 
 
 def _product_codes_builder(blocks: list[Rows], live: list[np.ndarray]) -> ProductCodesBuilder | None:
     """For a collection of ``APPROXIMATE_FROM`` live faces or more, a builder trained on a
-    random sample of them (seeded by the size, so rewriting the same faces gives the same codes)."""
+    sample of them (``training_rows``)."""
     total = sum(len(rows) for rows in live)
     if total < APPROXIMATE_FROM:
         return None
-    picked = np.sort(np.random.default_rng(total).choice(total, min(total, TRAINING_ROWS), replace=False))
+    picked = training_rows(total)
     bounds = np.cumsum([0] + [len(rows) for rows in live])
     sample = [block.exact(rows[picked[(picked >= low) & (picked < high)] - low])
               for block, rows, low, high in zip(blocks, live, bounds[:-1], bounds[1:])]

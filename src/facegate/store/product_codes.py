@@ -53,6 +53,12 @@ BITS = 4
 faiss.omp_set_num_threads(1)  # as with BLAS, one thread a worker: parallelism comes from the shard pool
 
 
+def training_rows(total: int) -> np.ndarray:
+    """Which of ``total`` rows, ascending, to train on: a random sample seeded by the size, so
+    rewriting the same faces trains the same centroids."""
+    return np.sort(np.random.default_rng(total).choice(total, min(total, TRAINING_ROWS), replace=False))
+
+
 def sub_vectors(dimension: int) -> int:
     """Two dimensions a sub-vector (64 for sface's 128, 32 B a face)."""
     return max(1, dimension // 2)
