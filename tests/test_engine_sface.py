@@ -167,6 +167,16 @@ def test_weights_dequantised_at_load_give_the_int8_networks_descriptors(detector
     assert np.abs(unit(as_shipped) - unit(dequantised)).max() < 1e-5
 
 
+def test_prelu_rewritten_as_elementwise_operators_gives_the_same_descriptors_bit_for_bit(detector, faces_dir):
+    chips = np.concatenate([largest_face_chip(detector, pixels_of(faces_dir, name, 1)) for name in IDENTITIES])
+    blob = chips.transpose(0, 3, 1, 2).astype(np.float32)
+    model = verified_model_bytes(SFACE)
+    with_prelu = inference_session(model, free_dims={0: "batch"}, split_prelu=False).run(None, {"data": blob})[0]
+    rewritten = inference_session(model, free_dims={0: "batch"}).run(None, {"data": blob})[0]
+    assert rewritten.shape == (len(IDENTITIES), 128)
+    assert np.array_equal(with_prelu, rewritten)
+
+
 def test_alignment_puts_the_keypoints_on_the_arcface_template():
     angle, scale, shift = np.radians(20), 2.5, np.array([300.0, 120.0])
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
