@@ -11,6 +11,11 @@ calibration applies unchanged.
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from facegate.engine.arcface_align import ARCFACE_SIZE
@@ -18,13 +23,21 @@ from facegate.engine.onnx_session import inference_session
 from facegate.engine.vendored_models import SFACE, verified_model_bytes
 
 BATCH = 16
-"""Chips per network call: batching amortises the per-call overhead; more only adds memory."""
+"""Most chips per network call. Batching barely pays on CPU (two chips in one call take 1.96
+times one chip's time), so this only bounds a call's memory."""
+
+CHIP_THREADS = len(os.sched_getaffinity(0))
+"""Threads ``embed`` spreads chips over: one per core this process may use."""
 
 
 class SFaceEmbedder:
     """``FaceEmbedder`` for SFace 2021dec (int8 weights, run as float32).
 
-    The session is shared by all threads; each call uses one core.
+    The session is shared by all threads. ``embed`` spreads its chips over one thread per
+    core (``_chip_pool``), each network call on one core: a lone request's face and its
+    mirror image are described at once, in one chip's time (16.5 ms) rather than two.
+    Under load the work is the same, only queued on that pool, which also keeps the
+    network from being run on more threads than there are cores.
     """
 
     name = "opencv-sface-2021dec"
@@ -39,9 +52,16 @@ class SFaceEmbedder:
         """Unit-length descriptors (n, 128) float32 for (n, 112, 112, 3) uint8 RGB chips."""
         if len(chips) == 0:
             return np.empty((0, self.dimension), dtype=np.float32)
-        outputs = []
-        for start in range(0, len(chips), BATCH):
-            batch = chips[start : start + BATCH].transpose(0, 3, 1, 2).astype(np.float32)
-            outputs.append(self._session.run(None, {self._input: batch})[0])
-        descriptors = np.concatenate(outputs)
+        pool = _chip_pool()
+        size = min(BATCH, math.ceil(len(chips) / CHIP_THREADS))
+        descriptors = np.concatenate(list(pool.map(self._run, [chips[i : i + size] for i in range(0, len(chips), size)])))
         return (descriptors / np.linalg.norm(descriptors, axis=1, keepdims=True)).astype(np.float32)
+
+    def _run(self, chips: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: chips.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+
+
+@functools.cache
+def _chip_pool() -> ThreadPoolExecutor:
+    """Made on first use, so in each worker process, never inherited."""
+    return ThreadPoolExecutor(max_workers=CHIP_THREADS, thread_name_prefix="sface")
