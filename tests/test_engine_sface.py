@@ -157,22 +157,23 @@ def test_embedding_a_batch_equals_embedding_one_at_a_time(detector, embedder, fa
     assert embedder.embed(chips[:0]).shape == (0, 128)
 
 
-def test_weights_dequantised_at_load_give_the_int8_networks_descriptors(detector, faces_dir):
+def sface_outputs(detector, faces_dir, **session_options) -> np.ndarray:
+    """SFace's raw outputs for the identities' chips, from a session built with ``session_options``."""
     chips = np.concatenate([largest_face_chip(detector, pixels_of(faces_dir, name, 1)) for name in IDENTITIES])
-    blob = chips.transpose(0, 3, 1, 2).astype(np.float32)
-    model = verified_model_bytes(SFACE)
-    as_shipped = inference_session(model, free_dims={0: "batch"}, dequantise=False).run(None, {"data": blob})[0]
-    dequantised = inference_session(model, free_dims={0: "batch"}).run(None, {"data": blob})[0]
+    session = inference_session(verified_model_bytes(SFACE), free_dims={0: "batch"}, **session_options)
+    return session.run(None, {"data": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+
+
+def test_weights_dequantised_at_load_give_the_int8_networks_descriptors(detector, faces_dir):
+    as_shipped = sface_outputs(detector, faces_dir, dequantise=False, split_prelu=False)
+    dequantised = sface_outputs(detector, faces_dir)
     unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
     assert np.abs(unit(as_shipped) - unit(dequantised)).max() < 1e-5
 
 
 def test_prelu_rewritten_as_elementwise_operators_gives_the_same_descriptors_bit_for_bit(detector, faces_dir):
-    chips = np.concatenate([largest_face_chip(detector, pixels_of(faces_dir, name, 1)) for name in IDENTITIES])
-    blob = chips.transpose(0, 3, 1, 2).astype(np.float32)
-    model = verified_model_bytes(SFACE)
-    with_prelu = inference_session(model, free_dims={0: "batch"}, split_prelu=False).run(None, {"data": blob})[0]
-    rewritten = inference_session(model, free_dims={0: "batch"}).run(None, {"data": blob})[0]
+    with_prelu = sface_outputs(detector, faces_dir, split_prelu=False)
+    rewritten = sface_outputs(detector, faces_dir)
     assert rewritten.shape == (len(IDENTITIES), 128)
     assert np.array_equal(with_prelu, rewritten)
 
