@@ -41,10 +41,11 @@ costs too little to trade away."""
 CANDIDATES = 1024
 """Faces re-ranked per search: recall@1 1.0 at 1M and 10M (see the module docstring), for about
 0.5 ms more than 256 candidates, which missed 2 of 622 mates at 10M."""
-SHARD_ROWS = 1_000_000
+SHARD_ROWS = 500_000
 """Faces per code block. Blocks are scanned on parallel threads (faiss does not split a single
-query across its OpenMP threads): measured at 2M faces, two blocks on two threads took 2.7 ms
-against 3.6 ms for one block."""
+query across its OpenMP threads), so even the smallest collection with codes fills both cores
+of a 2-core node: measured at 1M faces with 1,024 candidates, one block took 1.64 ms, two blocks
+on two threads 1.12 ms, four 1.26 ms (at 2M, two blocks 2.7 ms against 3.6 ms for one)."""
 TRAINING_ROWS = 65_536
 """Rows the sub-vector centroids are trained on (16 centroids each: 4,096 rows per centroid)."""
 BITS = 4
