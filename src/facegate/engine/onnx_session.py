@@ -101,6 +101,7 @@ def _dequantise_weights(graph: onnx.GraphProto) -> None:
 def _prelu_as_elementwise(graph: onnx.GraphProto) -> None:
     """Replace each PRelu whose slope is a weight by Relu(x) + slope * Min(x, 0)."""
     weights = {tensor.name for tensor in graph.initializer}
+    zero = "prelu-as-elementwise/zero"
     rewritten: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx") or node.input[1] not in weights:
@@ -108,14 +109,13 @@ def _prelu_as_elementwise(graph: onnx.GraphProto) -> None:
             continue
         x, slope = node.input
         out = node.output[0]
-        zero = f"{out}/zero"
-        graph.initializer.append(numpy_helper.from_array(np.zeros(1, dtype=np.float32), zero))
         rewritten += [
             onnx.helper.make_node("Relu", [x], [f"{out}/positive"]),
             onnx.helper.make_node("Min", [x, zero], [f"{out}/negative"]),
             onnx.helper.make_node("Mul", [f"{out}/negative", slope], [f"{out}/scaled"]),
             onnx.helper.make_node("Add", [f"{out}/positive", f"{out}/scaled"], [out]),
         ]
+    graph.initializer.append(numpy_helper.from_array(np.zeros(1, dtype=np.float32), zero))  # dropped if unread
     del graph.node[:]
     graph.node.extend(rewritten)
 
