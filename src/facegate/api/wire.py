@@ -14,6 +14,10 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
 def _encode(value: Any) -> Any:
+    """The result as JSON values, with None members left out. Leaves are tested first: a
+    search's 150 matches hold about 1,500 of them, and the pass is on every response."""
+    if isinstance(value, (str, int, float)):
+        return value
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
@@ -26,7 +30,7 @@ def _encode(value: Any) -> Any:
 
 
 def json_response(result: dict[str, Any], request_id: str) -> Response:
-    return Response(json.dumps(_encode(result)), 200, {"x-amzn-RequestId": request_id}, media_type=CONTENT_TYPE)
+    return Response(json.dumps(_encode(result), separators=(",", ":")), 200, {"x-amzn-RequestId": request_id}, media_type=CONTENT_TYPE)
 
 
 def error_response(code: str, message: str, status: int, request_id: str) -> Response:

@@ -10,7 +10,7 @@ from typing import Any
 
 from facegate.engine.image import DecodedImage
 from facegate.engine.results import Face, PixelBox
-from facegate.store.records import FaceRecord
+from facegate.store.records import FaceRecord, FaceSummary
 
 DEFAULT_LANDMARKS = ("eyeLeft", "eyeRight", "mouthLeft", "mouthRight", "nose")
 """The landmark subset Rekognition returns unless ``Attributes`` asks for ALL."""
@@ -54,7 +54,7 @@ def compared_face(face: Face, image: DecodedImage) -> dict[str, Any]:
     return face_detail(face, image, every_landmark=False)
 
 
-def stored_face(record: FaceRecord) -> dict[str, Any]:
+def stored_face(record: FaceRecord | FaceSummary) -> dict[str, Any]:
     """A ``Face`` as ListFaces, IndexFaces and the searches return it."""
     left, top, width, height = record.box
     face: dict[str, Any] = {

@@ -19,6 +19,7 @@ from facegate.service.faces import bounding_box, stored_face
 from facegate.service.images import read_image
 from facegate.service.neighbours import neighbours_within
 from facegate.service.quality_filter import usable_faces
+from facegate.store.face_index import Neighbour
 from facegate.store.records import CollectionRecord
 from facegate.store.s3_objects import ObjectReader
 
@@ -42,9 +43,13 @@ def _matches(
     limit = int(params.get("MaxFaces", MAX_MATCHES))
     engine = service.engine_for(collection)
     neighbours = neighbours_within(service.store, engine, collection.pk, probe, threshold, limit + (exclude is not None))
-    neighbours = [n for n in neighbours if n.face_id != exclude][:limit]
+    return face_matches(service, engine, collection.pk, [n for n in neighbours if n.face_id != exclude][:limit])
+
+
+def face_matches(service: Service, engine: FaceEngine, collection_pk: int, neighbours: list[Neighbour]) -> list[dict[str, Any]]:
+    """Rekognition's ``FaceMatches`` for ``neighbours``, in their order."""
     with service.store.reader() as tx:
-        records = tx.get_faces(collection.pk, [n.face_id for n in neighbours])
+        records = tx.face_summaries(collection_pk, [n.face_id for n in neighbours])
     similarities = engine.calibration.similarity(np.array([n.distance for n in neighbours]))
     return [
         {"Similarity": float(s), "Face": stored_face(records[n.face_id])}

@@ -22,7 +22,8 @@ import numpy as np
 from facegate.engine.face_tracking import PersonTracker
 from facegate.engine.video_frames import VideoMetadata, VideoRejected, open_video
 from facegate.service.detection import MAX_FACES_PER_IMAGE
-from facegate.service.faces import bounding_box, face_detail, stored_face
+from facegate.service.faces import bounding_box, face_detail
+from facegate.service.search import face_matches
 from facegate.service.images import s3_location
 from facegate.service.neighbours import neighbours_within
 from facegate.service.context import Service
@@ -114,16 +115,7 @@ def _persons(service: Service, job: VideoJob, frames: Any) -> list[dict[str, Any
 
 def _matches(service: Service, engine: Any, collection_pk: int, probe: np.ndarray, threshold: float) -> list[dict[str, Any]]:
     neighbours = neighbours_within(service.store, engine, collection_pk, probe, threshold, MAX_MATCHES_PER_FACE)
-    if not neighbours:
-        return []
-    with service.store.reader() as tx:
-        records = tx.get_faces(collection_pk, [n.face_id for n in neighbours])
-    similarities = engine.calibration.similarity(np.array([n.distance for n in neighbours]))
-    return [
-        {"Similarity": float(s), "Face": stored_face(records[n.face_id])}
-        for n, s in zip(neighbours, similarities)
-        if n.face_id in records  # deleted between the index read and this one
-    ]
+    return face_matches(service, engine, collection_pk, neighbours) if neighbours else []
 
 
 def _video_metadata(metadata: VideoMetadata) -> dict[str, Any]:

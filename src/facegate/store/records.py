@@ -35,6 +35,21 @@ class FaceRecord:
 
 
 @dataclass(frozen=True)
+class FaceSummary:
+    """A stored face as an answer shows it (Rekognition's ``Face``): a ``FaceRecord`` less its
+    descriptor and bookkeeping, read for every match a search returns (up to 4,096), where
+    the 512-B descriptor would be most of the bytes read."""
+
+    face_id: str
+    image_id: str
+    external_image_id: str | None
+    user_id: str | None
+    box: tuple[float, float, float, float]  # left, top, width, height
+    confidence: float
+    model_version: str
+
+
+@dataclass(frozen=True)
 class UserRecord:
     collection_pk: int
     user_id: str

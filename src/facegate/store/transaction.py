@@ -26,6 +26,7 @@ from facegate.store.records import (
     CollectionRecord,
     ConsentRecord,
     FaceRecord,
+    FaceSummary,
     OrganizationRecord,
     UserRecord,
 )
@@ -72,6 +73,10 @@ _COLLECTIONS_AFTER = (
 )
 _TAGS = select(_t.key, _t.value).where(_t.collection_pk == bindparam("collection_pk")).order_by(_t.key)
 _FACES = select(schema.faces).where(and_(_f.collection_pk == bindparam("collection_pk"), _f.face_id.in_(bindparam("face_ids", expanding=True))))
+_FACE_SUMMARIES = select(
+    _f.face_id, _f.image_id, _f.external_image_id, _f.user_id, _f.box_left, _f.box_top, _f.box_width, _f.box_height,
+    _f.confidence, _f.model_version,
+).where(and_(_f.collection_pk == bindparam("collection_pk"), _f.face_id.in_(bindparam("face_ids", expanding=True))))
 _FACE_COUNT = select(func.count()).where(_f.collection_pk == bindparam("collection_pk"))
 _USER = select(schema.users).where(and_(_u.collection_pk == bindparam("collection_pk"), _u.user_id == bindparam("user_id")))
 _ORGANIZATION = select(schema.organizations).where(_o.name == bindparam("name"))
@@ -256,6 +261,17 @@ class Transaction:
             return {}
         rows = self.connection.execute(_FACES, {"collection_pk": collection_pk, "face_ids": list(face_ids)})
         return {r.face_id: _face(r) for r in rows}
+
+    def face_summaries(self, collection_pk: int, face_ids: Sequence[str]) -> dict[str, FaceSummary]:
+        """``get_faces`` for answers: the columns a ``Face`` shows, by face id."""
+        if not face_ids:
+            return {}
+        rows = self.connection.execute(_FACE_SUMMARIES, {"collection_pk": collection_pk, "face_ids": list(face_ids)})
+        return {
+            r.face_id: FaceSummary(r.face_id, r.image_id, r.external_image_id, r.user_id,
+                                   (r.box_left, r.box_top, r.box_width, r.box_height), r.confidence, r.model_version)
+            for r in rows
+        }
 
     def list_faces(
         self,
