@@ -266,11 +266,12 @@ class Transaction:
         """``get_faces`` for answers: the columns a ``Face`` shows, by face id."""
         if not face_ids:
             return {}
-        rows = self.connection.execute(_FACE_SUMMARIES, {"collection_pk": collection_pk, "face_ids": list(face_ids)})
+        # Fetched at once and unpacked by position: row by row, through named attributes, took
+        # 3.8-4.9 ms for 150 faces of 10M against 1.8-2.6 ms (measured 2026-12-07).
+        rows = self.connection.execute(_FACE_SUMMARIES, {"collection_pk": collection_pk, "face_ids": list(face_ids)}).all()
         return {
-            r.face_id: FaceSummary(r.face_id, r.image_id, r.external_image_id, r.user_id,
-                                   (r.box_left, r.box_top, r.box_width, r.box_height), r.confidence, r.model_version)
-            for r in rows
+            face_id: FaceSummary(face_id, image_id, external_image_id, user_id, (left, top, width, height), confidence, version)
+            for face_id, image_id, external_image_id, user_id, left, top, width, height, confidence, version in rows
         }
 
     def list_faces(
