@@ -17,7 +17,7 @@ import pytest
 from facegate.store import index_snapshot, product_codes
 from facegate.store.face_index import CollectionIndex, FaceIndex
 from facegate.store.index_snapshot import IndexSnapshots, LogMark
-from facegate.store.product_codes import ProductCodes
+from facegate.store.product_codes import ProductCodes, ProductCodesBuilder
 
 DIMENSION = 128
 FACES = 6_000
@@ -139,3 +139,26 @@ def test_unreadable_codes_make_the_snapshot_unusable_not_wrong(tmp_path, faces, 
     codes[1].write_bytes(b"not a faiss index")
     with snapshots.locked(exclusive=False):
         assert snapshots.open() is None
+
+
+def test_a_block_holding_more_of_the_best_than_it_was_first_asked_for_is_asked_again(monkeypatch):
+    """20 blocks of 1,000 faces; 200 near copies of the probe sit in one block, so the best 256
+    are those 200 and 56 others: every block is first asked for its best 128, and the one
+    with the copies must be asked again or 72 of them would be missed."""
+    monkeypatch.setattr(product_codes, "SHARD_ROWS", 1_000)
+    rng = np.random.default_rng(3)
+    vectors = _clustered(rng, 20_000)
+    probe = _probes(vectors, 1)[0]
+    copies = probe + 0.01 * rng.standard_normal((200, DIMENSION)).astype(np.float32)
+    vectors[7_300:7_500] = copies / np.linalg.norm(copies, axis=1, keepdims=True)
+    builder = ProductCodesBuilder(vectors[:8_000])
+    builder.add(vectors)
+    codes = builder.built()
+    searched: list[int] = []
+    original = ProductCodes._search
+    monkeypatch.setattr(ProductCodes, "_search", lambda self, q, blocks, counts: searched.extend(counts) or original(self, q, blocks, counts))
+
+    found = codes.candidates(probe, 256)
+    assert len(found) == 256 and np.all(np.diff(found) > 0)
+    assert set(range(7_300, 7_500)) <= set(found.tolist())
+    assert searched == [128] * 20 + [256]  # only the block with the copies was asked again

@@ -46,6 +46,12 @@ SHARD_ROWS = 500_000
 query across its OpenMP threads), so even the smallest collection with codes fills both cores
 of a 2-core node: measured at 1M faces with 1,024 candidates, one block took 1.64 ms, two blocks
 on two threads 1.12 ms, four 1.26 ms (at 2M, two blocks 2.7 ms against 3.6 ms for one)."""
+BLOCK_CANDIDATES = 128
+"""Candidates each block is first asked for (``ProductCodes.candidates``), when the blocks' fair
+share of ``CANDIDATES`` is smaller: a fast-scan search keeps its best answers in a heap, which
+costs more the more it keeps. Measured at 10M faces (20 blocks, 40 real mates among clustered
+distractors): 1,024 a block took 10.0-12.6 ms, 128 9.4-11.8 ms; the block holding most of the
+best 1,024 held at most 88 of them."""
 TRAINING_ROWS = 65_536
 """Rows the sub-vector centroids are trained on (16 centroids each: 4,096 rows per centroid)."""
 BITS = 4
@@ -113,22 +119,45 @@ class ProductCodes:
         return int(sum(shard.ntotal for shard in self._shards))
 
     def candidates(self, probe: np.ndarray, count: int) -> np.ndarray:
-        """The rows of the ``count`` faces whose codes score best against ``probe``, ascending."""
+        """The rows of the ``count`` faces whose codes score best against ``probe``, ascending.
+
+        Each block is first asked for its best ``first_ask`` only. A block whose last answer
+        still scores at least the ``count``-th best of all answers may hold more of the best
+        ``count``, and is asked again for ``count``; any other block's unasked rows score below
+        that bar, so the answer is the same as asking every block for ``count`` (up to which of
+        the faces tied on the last score are kept)."""
         query = np.ascontiguousarray(probe, dtype=np.float32).reshape(1, -1)
-        searches = [(shard, min(count, shard.ntotal)) for shard in self._shards]
-        if len(searches) == 1:
-            results = [searches[0][0].search(query, searches[0][1])]
-        else:  # faiss releases the GIL while it scans
-            results = list(_shard_pool().map(lambda s: s[0].search(query, s[1]), searches))
-        scores = np.concatenate([found[0][0] for found in results])
-        rows = np.concatenate([found[1][0] + offset for found, offset in zip(results, self._offsets)])
-        kept = rows >= 0
-        scores, rows = scores[kept], rows[kept]
+        first_ask = max(BLOCK_CANDIDATES, 2 * count // len(self._shards))
+        asked = [min(count, first_ask, shard.ntotal) for shard in self._shards]
+        found = self._search(query, list(range(len(self._shards))), asked)
+        bar = _bar(found, count)
+        again = [i for i, (scores, _) in enumerate(found) if asked[i] < min(count, self._shards[i].ntotal) and len(scores) and scores[-1] >= bar]
+        for i, result in zip(again, self._search(query, again, [min(count, self._shards[i].ntotal) for i in again])):
+            found[i] = result
+        scores = np.concatenate([scores for scores, _ in found])
+        rows = np.concatenate([rows for _, rows in found])
         if len(rows) > count:
             rows = rows[np.argpartition(-scores, count - 1)[:count]]
         return np.sort(rows)
+
+    def _search(self, query: np.ndarray, blocks: list[int], counts: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each block's best ``counts`` (scores, best first, and rows of the collection)."""
+        def one(block: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+            scores, rows = self._shards[block].search(query, count)
+            kept = rows[0] >= 0
+            return scores[0][kept], rows[0][kept] + self._offsets[block]
+
+        if len(blocks) == 1:
+            return [one(blocks[0], counts[0])]
+        return list(_shard_pool().map(one, blocks, counts))  # faiss releases the GIL while it scans
 
 
 @functools.cache
 def _shard_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="product-codes")
+
+
+def _bar(found: list[tuple[np.ndarray, np.ndarray]], count: int) -> float:
+    """The ``count``-th best score of all blocks' answers (-inf when there are fewer)."""
+    scores = np.concatenate([scores for scores, _ in found])
+    return float(np.partition(scores, len(scores) - count)[len(scores) - count]) if len(scores) >= count else -np.inf
