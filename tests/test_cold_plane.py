@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from facegate.store import cold_plane
 from facegate.store.cold_plane import ColdPlane
 
 
-def test_scattered_repeated_and_consecutive_rows_read_back_exactly(tmp_path):
+@pytest.fixture(params=["cached", "uncached"])
+def cache(request, monkeypatch):
+    """Runs found in the page cache are read at once; the others (here: all of them, as after a
+    restart) are announced and read the slow way, and must come back the same."""
+    if request.param == "uncached":
+        monkeypatch.setattr(cold_plane, "_read_if_cached", lambda descriptor, into, at: False)
+    return request.param
+
+
+def test_scattered_repeated_and_consecutive_rows_read_back_exactly(tmp_path, cache):
     rng = np.random.default_rng(1)
     plane = rng.integers(0, 2**16, (1000, 128), dtype=np.uint16)
     ids = np.array([f"{i:036d}".encode() for i in range(1000)], dtype="S36")
