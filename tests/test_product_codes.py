@@ -11,13 +11,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from facegate.store import index_snapshot, product_codes
 from facegate.store.face_index import CollectionIndex, FaceIndex
 from facegate.store.index_snapshot import IndexSnapshots, LogMark
-from facegate.store.product_codes import ProductCodes, ProductCodesBuilder
+from facegate.store.product_codes import ProductCodes, ProductCodesBuilder, in_huge_pages
 
 DIMENSION = 128
 FACES = 6_000
@@ -162,3 +163,32 @@ def test_a_block_holding_more_of_the_best_than_it_was_first_asked_for_is_asked_a
     assert len(found) == 256 and np.all(np.diff(found) > 0)
     assert set(range(7_300, 7_500)) <= set(found.tolist())
     assert searched == [128] * 20 + [256]  # only the block with the copies was asked again
+
+
+def _huge_page_kb_at(address: int) -> int:
+    """AnonHugePages (kB) of this process's mapping holding ``address``."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            low, high = (int(part, 16) for part in fields[0].split("-"))
+            inside = low <= address < high
+        elif inside and line.startswith("AnonHugePages:"):
+            return int(fields[1])
+    return 0
+
+
+def test_a_large_blocks_codes_are_moved_into_huge_pages(monkeypatch):
+    """200,000 faces are 6.4 MB of codes: whole 2 MB pages, which the scan streams through.
+    Every block is moved before ProductCodes can search it."""
+    vectors = _clustered(np.random.default_rng(2), 200_000)
+    builder = ProductCodesBuilder(vectors[:8_000])
+    builder.add(vectors)
+    moved: list[faiss.Index] = []
+    monkeypatch.setattr(product_codes, "in_huge_pages", lambda shard: moved.append(shard) or in_huge_pages(shard))
+    codes = builder.built()
+    assert moved == codes._shards and len(moved) == 1
+    shard = moved[0]
+    if not in_huge_pages(shard):
+        pytest.skip("this kernel cannot move memory into huge pages (MADV_COLLAPSE)")
+    assert _huge_page_kb_at(faiss.rev_swig_ptr(shard.codes.data(), shard.codes.size()).ctypes.data) >= 2048

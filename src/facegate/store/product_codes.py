@@ -26,6 +26,7 @@ since the snapshot are in the exact tail; removed ones are filtered out of the c
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,11 @@ TRAINING_ROWS = 65_536
 """Rows the sub-vector centroids are trained on (16 centroids each: 4,096 rows per centroid)."""
 BITS = 4
 """Bits a sub-vector: the fast scan's lookup tables need 16 entries, one SIMD register."""
+
+MADV_COLLAPSE = 25
+"""Linux's ``madvise`` advice (kernel 6.1 and later) to move a range into 2 MB pages at once,
+whatever the system's transparent huge page setting; Python's ``mmap`` module does not name it."""
+HUGE_PAGE = 2 * 1024 * 1024
 
 faiss.omp_set_num_threads(1)  # as with BLAS, one thread a worker: parallelism comes from the shard pool
 
@@ -107,6 +113,8 @@ class ProductCodes:
     """A collection's codes as loaded from a snapshot: shards of consecutive rows."""
 
     def __init__(self, shards: list[faiss.Index]) -> None:
+        for shard in shards:  # before any search can see them
+            in_huge_pages(shard)
         self._shards = shards
         self._offsets = np.cumsum([0] + [shard.ntotal for shard in shards])[:-1]
 
@@ -155,6 +163,26 @@ class ProductCodes:
 @functools.cache
 def _shard_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="product-codes")
+
+
+def in_huge_pages(shard: faiss.Index) -> bool:
+    """Moves the block's codes into 2 MB pages, returning whether the kernel did. A scan streams
+    through every code, and in 4 KB pages each 4 KB costs an address translation of its own.
+    Measured on 2026-12-07 at 10M faces (20 blocks, 300 MB of codes, collapsed in 0.85 s when
+    the snapshot is opened): the candidates took 10.3-11.1 ms at p50 against 11.4-13.0 ms in
+    the same process before. Where the kernel cannot (an older one, or huge pages disabled),
+    the codes stay as they were and only the time differs."""
+    codes = faiss.rev_swig_ptr(shard.codes.data(), shard.codes.size())
+    start = -(-codes.ctypes.data // HUGE_PAGE) * HUGE_PAGE  # the whole huge pages inside the codes
+    end = (codes.ctypes.data + codes.nbytes) // HUGE_PAGE * HUGE_PAGE
+    return end > start and _libc().madvise(start, end - start, MADV_COLLAPSE) == 0
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
 
 
 def _bar(found: list[tuple[np.ndarray, np.ndarray]], count: int) -> float:
