@@ -262,7 +262,8 @@ def test_a_rerun_after_an_interruption_indexes_nothing_twice_and_finishes_the_re
 
         lines = {e["path"]: e for e in report_lines(report)}
         assert len(lines) == len(photos)
-        assert lines[committed_earlier["path"]]["face_ids"] == committed_earlier["face_ids"]
+        # The same faces; for a photo of several, in the order stored (by face id), not detected.
+        assert sorted(lines[committed_earlier["path"]]["face_ids"]) == sorted(committed_earlier["face_ids"])
         faces = all_faces(client, "archive")
         images_per_name = Counter(name for name, _ in {(f["ExternalImageId"], f["ImageId"]) for f in faces})
         assert set(images_per_name.values()) == {1}, "an image was indexed twice"
