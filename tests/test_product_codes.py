@@ -173,7 +173,7 @@ def test_every_block_is_moved_into_huge_pages_before_it_is_searched(monkeypatch)
     builder = ProductCodesBuilder(vectors[:8_000])
     builder.add(vectors)
     moved: list[faiss.Index] = []
-    monkeypatch.setattr(product_codes, "in_huge_pages", lambda shard: moved.append(shard) or in_huge_pages(shard))
+    monkeypatch.setattr(product_codes, "in_huge_pages", lambda shard: (moved.append(shard), in_huge_pages(shard)))
     codes = builder.built()
     assert moved == codes._shards and len(moved) == 2
     assert len(codes.candidates(vectors[0], 10)) == 10
