@@ -291,3 +291,23 @@ def test_a_snapshot_far_behind_the_log_is_rebuilt_in_bulk_not_replayed(tmp_path,
         assert loads == [128]
         assert reopened.index.collection(pk).base.rows.count == 40
         assert reopened.index_disagreements() == []
+
+
+def test_a_snapshot_behind_the_current_one_is_not_published_and_positions_are_read_from_the_manifest(tmp_path, monkeypatch):
+    """Learning the current snapshot's log position opens nothing but its manifest (``open``
+    would read every block of product codes, 320 MB at 10M faces)."""
+    index = FaceIndex(4)
+    index.collection(1).extend(["a", "b"], np.eye(4, dtype=np.float32)[:2], [None, None])
+    snapshots = index_snapshot.IndexSnapshots(tmp_path)
+    assert snapshots.write(index, index_snapshot.LogMark(5)) is not None
+
+    def no_open(self: index_snapshot.IndexSnapshots) -> None:
+        raise AssertionError("the whole snapshot was opened to read its position")
+
+    monkeypatch.setattr(index_snapshot.IndexSnapshots, "open", no_open)
+    with snapshots.locked(exclusive=False):
+        assert snapshots.current_mark() == index_snapshot.LogMark(5)
+    assert snapshots.write(index, index_snapshot.LogMark(3)) is None
+    assert snapshots.write(index, index_snapshot.LogMark(7)) is not None
+    with snapshots.locked(exclusive=False):
+        assert snapshots.current_mark() == index_snapshot.LogMark(7)

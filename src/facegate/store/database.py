@@ -359,8 +359,8 @@ class Store:
     def _snapshot_seq(self) -> int:
         assert self._snapshots is not None
         with self._snapshots.locked(exclusive=False):
-            snapshot = self._snapshots.open()
-        return -1 if snapshot is None else snapshot.mark.seq
+            mark = self._snapshots.current_mark()
+        return -1 if mark is None else mark.seq
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
