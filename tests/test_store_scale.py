@@ -27,6 +27,7 @@ from facegate.store import transaction
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.records import FaceRecord
 from tests.support.postgres import fresh_database
+from tests.support.server import running_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,6 +66,25 @@ def test_searches_reuse_pooled_connections(any_database_url):
         assert opened[0] == 0
     finally:
         store.close()
+
+
+def test_a_search_request_asks_the_database_once_whether_the_index_changed(any_database_url, tmp_path, monkeypatch):
+    """SearchFaces reads the probe's vector and its neighbours from the index as the request
+    first brought it current: one "anything new?" round trip, not one per index access."""
+    with running_server(tmp_path / "data", any_database_url) as server:
+        client = server.client()
+        client.create_collection(CollectionId="lean")
+        with server.facegate.store.reader() as tx:
+            collection = tx.get_collection("default", "lean")
+        assert collection is not None
+        face_ids = fill(server.facegate.store, collection.pk, 30, seed=2)
+        client.search_faces(CollectionId="lean", FaceId=face_ids[0])  # loads the index
+        checks: list[int] = []
+        position = transaction.Transaction.index_log_position
+        monkeypatch.setattr(transaction.Transaction, "index_log_position", lambda tx: checks.append(1) or position(tx))
+        matches = client.search_faces(CollectionId="lean", FaceId=face_ids[1], FaceMatchThreshold=0)["FaceMatches"]
+        assert len(matches) == 29 and face_ids[1] not in {m["Face"]["FaceId"] for m in matches}
+        assert len(checks) == 1
 
 
 def test_every_committed_change_from_another_process_is_seen_at_the_next_search(any_database_url):

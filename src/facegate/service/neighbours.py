@@ -12,23 +12,26 @@ from __future__ import annotations
 import numpy as np
 
 from facegate.engine.pipeline import FaceEngine
-from facegate.store.database import Store
-from facegate.store.face_index import Neighbour
+from facegate.store.face_index import FaceIndex, Neighbour
+from facegate.store.pgvector_index import PgVectorIndex
 
 
 def neighbours_within(
-    store: Store, engine: FaceEngine, collection_pk: int, probe: np.ndarray, threshold: float,
+    index: FaceIndex | PgVectorIndex, engine: FaceEngine, collection_pk: int, probe: np.ndarray, threshold: float,
     limit: int | None = None, users_only: bool = False,
 ) -> list[Neighbour]:
     """Faces scoring at least ``threshold`` (0–100) against ``probe``, best first, at most
-    ``limit``; each ``Neighbour.distance`` is the one the similarity is computed from."""
+    ``limit``; each ``Neighbour.distance`` is the one the similarity is computed from.
+    ``index`` is ``Store.index`` as the request first took it: brought current once, which
+    every write committed before the request already was (a second catch-up would cost
+    another database round trip and see only writes concurrent with this request)."""
     radius = engine.calibration.distance_for(threshold)
     normalisation = engine.normalisation
     if normalisation is None:
-        return store.index.search(collection_pk, probe, radius, limit, users_only)
+        return index.search(collection_pk, probe, radius, limit, users_only)
     probe_shift = normalisation.shift(probe)
-    candidates = store.index.search(collection_pk, probe, normalisation.raw_radius(radius, float(probe_shift[0])), None, users_only)
-    vectors = store.index.vectors(collection_pk, [n.face_id for n in candidates])
+    candidates = index.search(collection_pk, probe, normalisation.raw_radius(radius, float(probe_shift[0])), None, users_only)
+    vectors = index.vectors(collection_pk, [n.face_id for n in candidates])
     present = [(n, v) for n, v in zip(candidates, vectors) if v is not None]  # deleted in between
     if not present:
         return []

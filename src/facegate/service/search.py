@@ -19,7 +19,8 @@ from facegate.service.faces import bounding_box, stored_face
 from facegate.service.images import read_image
 from facegate.service.neighbours import neighbours_within
 from facegate.service.quality_filter import usable_faces
-from facegate.store.face_index import Neighbour
+from facegate.store.face_index import FaceIndex, Neighbour
+from facegate.store.pgvector_index import PgVectorIndex
 from facegate.store.records import CollectionRecord
 from facegate.store.s3_objects import ObjectReader
 
@@ -37,12 +38,13 @@ def largest_face(
 
 
 def _matches(
-    service: Service, collection: CollectionRecord, probe: np.ndarray, params: dict[str, Any], exclude: str | None
+    service: Service, collection: CollectionRecord, probe: np.ndarray, params: dict[str, Any], exclude: str | None,
+    index: FaceIndex | PgVectorIndex,
 ) -> list[dict[str, Any]]:
     threshold = float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
     limit = int(params.get("MaxFaces", MAX_MATCHES))
     engine = service.engine_for(collection)
-    neighbours = neighbours_within(service.store, engine, collection.pk, probe, threshold, limit + (exclude is not None))
+    neighbours = neighbours_within(index, engine, collection.pk, probe, threshold, limit + (exclude is not None))
     return face_matches(service, engine, collection.pk, [n for n in neighbours if n.face_id != exclude][:limit])
 
 
@@ -62,12 +64,13 @@ def search_faces(service: Service, scope: Scope, params: dict[str, Any]) -> dict
     face_id = params["FaceId"]
     with service.store.reader() as tx:
         collection = require_collection(tx, scope, params["CollectionId"])
-    probe = service.store.index.vector(collection.pk, face_id)
+    index = service.store.index
+    probe = index.vector(collection.pk, face_id)
     if probe is None:
         raise exceptions.ResourceNotFoundException(f"The face id: {face_id} does not exist in the collection")
     return {
         "SearchedFaceId": face_id,
-        "FaceMatches": _matches(service, collection, probe, params, exclude=face_id),
+        "FaceMatches": _matches(service, collection, probe, params, face_id, index),
         "FaceModelVersion": collection.face_model_version,
     }
 
@@ -81,6 +84,6 @@ def search_faces_by_image(service: Service, scope: Scope, params: dict[str, Any]
     return {
         "SearchedFaceBoundingBox": bounding_box(faces[0].detection.box, image),
         "SearchedFaceConfidence": faces[0].detection.confidence,
-        "FaceMatches": _matches(service, collection, probe, params, exclude=None),
+        "FaceMatches": _matches(service, collection, probe, params, None, service.store.index),
         "FaceModelVersion": collection.face_model_version,
     }

@@ -161,8 +161,9 @@ def _user_matches(
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_SEARCH_THRESHOLD))
     engine = service.engine_for(collection)
     best: dict[str, float] = {}
+    index = service.store.index
     for probe in probes:
-        for n in neighbours_within(service.store, engine, collection.pk, probe, threshold, users_only=True):
+        for n in neighbours_within(index, engine, collection.pk, probe, threshold, users_only=True):
             if n.user_id is not None and n.user_id != exclude_user:
                 best[n.user_id] = min(best.get(n.user_id, np.inf), n.distance)
     ranked = sorted(best.items(), key=lambda item: item[1])[: int(params.get("MaxUsers", MAX_USERS_PAGE))]
