@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from facegate.cli.data_dir import existing_data_dir
@@ -85,6 +85,23 @@ def test_a_search_request_asks_the_database_once_whether_the_index_changed(any_d
         matches = client.search_faces(CollectionId="lean", FaceId=face_ids[1], FaceMatchThreshold=0)["FaceMatches"]
         assert len(matches) == 29 and face_ids[1] not in {m["Face"]["FaceId"] for m in matches}
         assert len(checks) == 1
+
+
+def test_reads_on_postgresql_run_without_a_transaction_around_them(postgres_server_url):
+    """Each statement of a reader is its own transaction (no BEGIN and ROLLBACK round trips):
+    a statement's transaction then starts with the statement itself."""
+    store = open_store(fresh_database(postgres_server_url), load_index=False)
+    try:
+        with store.reader() as tx:
+            tx.connection.execute(text("SELECT 1"))
+            time.sleep(0.01)
+            assert tx.connection.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is True
+        with store.transaction() as tx:  # writes still run in one transaction
+            tx.connection.execute(text("SELECT 1"))
+            time.sleep(0.01)
+            assert tx.connection.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is False
+    finally:
+        store.close()
 
 
 def test_every_committed_change_from_another_process_is_seen_at_the_next_search(any_database_url):
