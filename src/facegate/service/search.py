@@ -50,6 +50,8 @@ def _matches(
 
 def face_matches(service: Service, engine: FaceEngine, collection_pk: int, neighbours: list[Neighbour]) -> list[dict[str, Any]]:
     """Rekognition's ``FaceMatches`` for ``neighbours``, in their order."""
+    if not neighbours:  # the usual answer at a strict threshold: no round trip for it
+        return []
     with service.store.reader() as tx:
         records = tx.face_summaries(collection_pk, [n.face_id for n in neighbours])
     similarities = engine.calibration.similarity(np.array([n.distance for n in neighbours]))

@@ -115,7 +115,7 @@ def _persons(service: Service, job: VideoJob, frames: Any) -> list[dict[str, Any
 
 def _matches(service: Service, engine: Any, collection_pk: int, probe: np.ndarray, threshold: float) -> list[dict[str, Any]]:
     neighbours = neighbours_within(service.store.index, engine, collection_pk, probe, threshold, MAX_MATCHES_PER_FACE)
-    return face_matches(service, engine, collection_pk, neighbours) if neighbours else []
+    return face_matches(service, engine, collection_pk, neighbours)
 
 
 def _video_metadata(metadata: VideoMetadata) -> dict[str, Any]:
