@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from facegate.cli.data_dir import existing_data_dir
 from facegate.bench.local_server import free_port, start_serve_process, worker_pids
-from facegate.bench.scale_bench import fill
+from facegate.bench.scale_bench import fill, recall_at_1
 from facegate.store import transaction
 from facegate.store.database import Store, open_store, sqlite_url
 from facegate.store.records import FaceRecord
@@ -100,6 +100,21 @@ def test_reads_on_postgresql_run_without_a_transaction_around_them(postgres_serv
             tx.connection.execute(text("SELECT 1"))
             time.sleep(0.01)
             assert tx.connection.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is False
+    finally:
+        store.close()
+
+
+def test_the_scale_benchmarks_recall_streams_every_face_on_both_backends(any_database_url):
+    """``bench scale``'s brute force reads every stored face through a server-side cursor on
+    PostgreSQL; the exact index's nearest face is the brute force's for every probe."""
+    store = open_store(any_database_url)
+    try:
+        pk = _collection(store, "recall")
+        fill(store, pk, 300, seed=4)
+        rng = np.random.default_rng(4)
+        stored = [v for v, _ in store.index.snapshot()[pk].values()][:10]
+        probes = [v + 0.05 * rng.standard_normal(128).astype(np.float32) for v in stored]
+        assert recall_at_1(store, pk, [p / np.linalg.norm(p) for p in probes]) == 1.0
     finally:
         store.close()
 

@@ -161,7 +161,7 @@ def recall_at_1(store: Store, collection_pk: int, probes: list[np.ndarray]) -> f
     matrix = np.stack(probes).astype(np.float64)
     best = np.full(len(probes), -np.inf)
     nearest: list[str] = [""] * len(probes)
-    with store.reader() as tx:
+    with store.snapshot() as tx:  # streamed: a server-side cursor on PostgreSQL lives in a transaction
         for batch in tx.face_vector_batches(store.index.dimension):
             rows = np.flatnonzero(batch.collection_pks == collection_pk)
             if not len(rows):

@@ -363,7 +363,8 @@ class Transaction:
         float32 matrix per batch: for building the index in bulk at start-up.
 
         The rows are streamed (a server-side cursor on PostgreSQL, whose driver would
-        otherwise buffer the whole result, about 1 kB per face), and each batch's blobs
+        otherwise buffer the whole result, about 1 kB per face; the cursor needs a
+        transaction, so not ``Store.reader``'s autocommit), and each batch's blobs
         become one matrix in a single ``np.frombuffer`` instead of an array per face.
         """
         f = schema.faces.c
