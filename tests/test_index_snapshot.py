@@ -311,3 +311,47 @@ def test_a_snapshot_behind_the_current_one_is_not_published_and_positions_are_re
     assert snapshots.write(index, index_snapshot.LogMark(7)) is not None
     with snapshots.locked(exclusive=False):
         assert snapshots.current_mark() == index_snapshot.LogMark(7)
+
+
+def test_a_snapshot_is_written_through_file_writes_never_through_a_writable_mapping(tmp_path, monkeypatch):
+    """Storing into a mapping of a file waits, GIL held, whenever the kernel holds back a
+    process dirtying pages, and every search of the process waits with it; ``write`` waits
+    without the GIL. The snapshot still maps back to the same index."""
+    rng = np.random.default_rng(12)
+    store = _open(tmp_path)
+    try:
+        pk = _collection(store)
+        records = _faces(store, pk, rng, 400)
+        mapped_for_writing: list[str] = []
+        open_memmap, memmap = np.lib.format.open_memmap, np.memmap
+
+        def no_write_mapping(filename, mode="r+", *args, **kwargs):
+            if mode != "r":
+                mapped_for_writing.append(str(filename))
+            return open_memmap(filename, mode, *args, **kwargs)
+
+        class ReadOnlyMemmap(memmap):
+            def __new__(cls, filename, dtype=np.uint8, mode="r+", *args, **kwargs):
+                if mode not in ("r", "c"):
+                    mapped_for_writing.append(str(filename))
+                return memmap.__new__(memmap, filename, dtype, mode, *args, **kwargs)
+
+        monkeypatch.setattr(np.lib.format, "open_memmap", no_write_mapping)
+        monkeypatch.setattr(np, "memmap", ReadOnlyMemmap)
+        assert store.compact_index() is not None
+        assert mapped_for_writing == []
+    finally:
+        store.close()
+    monkeypatch.undo()
+    _no_rebuild(monkeypatch)
+    with closing(_open(tmp_path)) as reopened:
+        assert reopened.index_disagreements() == []
+        probe = records[7].embedding
+        assert [n.face_id for n in reopened.index.search(pk, probe, 1.2, 5)] == _brute_force(reopened, pk, probe, 1.2, 5)
+
+
+def test_a_plane_written_short_is_refused(tmp_path):
+    plane = index_snapshot._PlaneWriter(tmp_path / "short.npy", np.float32, (3, 2))
+    plane.append(np.zeros((2, 2), np.float32))
+    with pytest.raises(RuntimeError, match="2 rows written, 3 declared"):
+        plane.close()
