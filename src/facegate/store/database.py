@@ -254,8 +254,8 @@ class Store:
         what was applied means nothing new, and pruning past it means changes were missed.
         """
         if self._index is not None:
-            with self._read_connection() as connection:
-                head, pruned = Transaction(connection).index_log_position()
+            with self.reader() as tx:
+                head, pruned = tx.index_log_position()
             applied = self._applied_seq
             if head <= applied and pruned <= applied:
                 return
@@ -396,15 +396,10 @@ class Store:
         PostgreSQL they run in autocommit: at its default READ COMMITTED every statement
         sees the latest commits either way, and without a transaction around them the
         driver sends no BEGIN and ROLLBACK, two of a read's four round trips."""
-        with self._read_connection() as connection:
-            yield Transaction(connection)
-
-    @contextmanager
-    def _read_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield connection
+            yield Transaction(connection)
 
     @contextmanager
     def snapshot(self) -> Iterator[Transaction]:
