@@ -56,3 +56,29 @@ def test_a_database_from_before_v5_gains_the_index_on_face_age(tmp_path):
         assert migrate(connection) == len(MIGRATIONS)
         assert "ix_faces_created" in {i["name"] for i in inspect(connection).get_indexes("faces")}
     store.close()
+
+
+def test_a_face_of_a_user_is_deleted_when_due_the_user_stays_and_each_face_is_logged_once(tmp_path):
+    store = open_store(sqlite_url(tmp_path))
+    now = 1_800_000_000.0
+    with store.transaction() as tx:
+        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
+        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        due, kept = _faces(collection.pk, [now - 40 * DAY, now - 41 * DAY]), _faces(collection.pk, [now])
+        tx.insert_faces(due + kept)
+        tx.create_user(collection.pk, "alice")
+        tx.set_face_user(collection.pk, [due[0].face_id, kept[0].face_id], "alice")
+    with store.reader() as tx:
+        logged_before = len(tx.index_changes_after(0))
+
+    retention.enforce_retention(store, now=now)
+
+    with store.reader() as tx:
+        # One change per face deleted, and nothing else: every serving process replays the
+        # sweep's log before its next search, so it is kept to what a search must see.
+        logged = sorted((c.kind, c.face_id) for _, c in tx.index_changes_after(0)[logged_before:])
+        assert logged == sorted(("remove", f.face_id) for f in due)
+        assert tx.get_user(collection.pk, "alice") is not None
+        assert {f.face_id: f.user_id for f in tx.list_faces(collection.pk, None, 100)} == {kept[0].face_id: "alice"}
+    assert store.index_disagreements() == []
+    store.close()

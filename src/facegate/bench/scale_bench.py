@@ -214,7 +214,7 @@ def searches_beside_a_retention_sweep(search: Callable[[], Any], database_url: s
     (as ``facegate retention enforce`` runs it, 100 days from now) deletes the aged faces, in
     batches whose audit records take the same write lock as the searches' own: latency p50,
     p99 and the worst, with the sweep's duration and faces deleted."""
-    writer = open_store(database_url, vector_search=False)
+    writer = open_store(database_url, load_index=False)  # as the CLI opens it: the sweep searches nothing
     done = threading.Event()
     outcome: dict[str, float] = {}
 

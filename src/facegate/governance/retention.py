@@ -36,11 +36,6 @@ def _retention_days(tags: dict[str, str]) -> int:
     return retention_days(tags.get(RETENTION_DAYS_TAG, "")) or DEFAULT_RETENTION_DAYS
 
 
-def _delete(tx: Transaction, collection_pk: int, face_ids: list[str]) -> None:
-    tx.set_face_user(collection_pk, face_ids, None)
-    tx.delete_faces(collection_pk, face_ids)
-
-
 def enforce_retention(store: Store, now: float | None = None) -> list[dict[str, Any]]:
     """Delete every face past its collection's retention (one audit record per batch of at
     most ``RETENTION_BATCH`` faces) and every face indexed under a consent that has expired
@@ -69,7 +64,7 @@ def _sweep_collection(store: Store, collection: CollectionRecord, now: float) ->
             expired = tx.face_ids_created_before(collection.pk, cutoff, RETENTION_BATCH)
             if not expired:
                 return records
-            _delete(tx, collection.pk, expired)
+            tx.delete_faces(collection.pk, expired)  # a face's user association goes with its row
             records.append(audit.append(tx, {
                 **SWEEPER, "time": now, "organization": collection.owner, "operation": "facegate:RetentionDelete",
                 "collection": collection.collection_id, "status": 200, "error_type": None, "policies": ["retention"],
@@ -110,7 +105,7 @@ def _end_consent(
     tx.revoke_consent(organization, consent_id, at=now)
     faces = tx.faces_with_external_id(organization, consent_id)
     for face in faces:
-        _delete(tx, face.collection_pk, [face.face_id])
+        tx.delete_faces(face.collection_pk, [face.face_id])
     return audit.append(tx, {
         **SWEEPER, "key_id": actor, "organization": organization, "operation": operation,
         "collection": None, "status": 200, "error_type": None, "policies": ["consent"],
