@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import numpy as np
+import pytest
 from sqlalchemy import inspect
 
 from facegate.governance import audit
@@ -12,6 +15,7 @@ from facegate.governance import retention
 from facegate.store.database import open_store, sqlite_url
 from facegate.store.migrations import MIGRATIONS, migrate
 from facegate.store.records import FaceRecord
+from facegate.store.transaction import Transaction
 
 DAY = 86_400.0
 
@@ -27,6 +31,7 @@ def _faces(collection_pk: int, created_at: list[float]) -> list[FaceRecord]:
 
 def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps_the_rest(tmp_path, monkeypatch):
     monkeypatch.setattr(retention, "RETENTION_BATCH", 3)
+    monkeypatch.setattr(retention, "BATCH_SIZES", (3, 3))
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
     with store.transaction() as tx:
@@ -44,6 +49,26 @@ def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps
         assert {f.face_id for f in tx.list_faces(collection.pk, None, 100)} == {f.face_id for f in kept}
         assert audit.verify(audit.stored_records(tx), audit.head(tx)).ok
     assert store.index_disagreements() == []
+    store.close()
+
+
+@pytest.mark.parametrize(("batch_seconds", "sizes"), [(0.0, [8, 4, 2, 1, 1]), (float("inf"), [8, 8])])
+def test_batches_shrink_after_a_batch_held_the_lock_too_long_and_grow_after_a_quick_one(tmp_path, monkeypatch, batch_seconds, sizes):
+    monkeypatch.setattr(retention, "RETENTION_BATCH", 8)
+    monkeypatch.setattr(retention, "BATCH_SIZES", (1, 16))
+    monkeypatch.setattr(retention, "BATCH_SECONDS", batch_seconds)
+    store = open_store(sqlite_url(tmp_path))
+    now = 1_800_000_000.0
+    with store.transaction() as tx:
+        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
+        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        tx.insert_faces(_faces(collection.pk, [now - 40 * DAY - i for i in range(16)]))
+
+    records = retention.enforce_retention(store, now=now)
+
+    assert [r["summary"]["faces_deleted"] for r in records] == sizes
+    with store.reader() as tx:
+        assert tx.list_faces(collection.pk, None, 100) == []
     store.close()
 
 
@@ -81,4 +106,34 @@ def test_a_face_of_a_user_is_deleted_when_due_the_user_stays_and_each_face_is_lo
         assert tx.get_user(collection.pk, "alice") is not None
         assert {f.face_id: f.user_id for f in tx.list_faces(collection.pk, None, 100)} == {kept[0].face_id: "alice"}
     assert store.index_disagreements() == []
+    store.close()
+
+
+def test_a_write_waiting_for_the_lock_gets_it_between_two_batches(tmp_path, monkeypatch):
+    """Without a pause the sweep took the lock straight back, and a queued request's audit
+    record waited for every batch after the one it queued behind."""
+    monkeypatch.setattr(retention, "RETENTION_BATCH", 2)
+    monkeypatch.setattr(retention, "BATCH_SIZES", (2, 2))
+    monkeypatch.setattr(retention, "BATCH_PAUSE_SECONDS", 0.5)  # ample for the waiter to be scheduled
+    store = open_store(sqlite_url(tmp_path))
+    now = 1_800_000_000.0
+    with store.transaction() as tx:
+        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
+        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        tx.insert_faces(_faces(collection.pk, [now - 40 * DAY - i for i in range(6)]))
+    queued: list[dict] = []
+    waiter = threading.Thread(target=lambda: queued.append(store.append_audit_grouped(audit.administrative("test:Queued", {}))))
+    delete_faces = Transaction.delete_faces
+
+    def first_batch_queues_a_write(tx: Transaction, collection_pk: int, face_ids: list[str]) -> None:
+        if not waiter.is_alive() and not queued:
+            waiter.start()
+            time.sleep(0.2)  # the waiter is now blocked on the lock this batch holds
+        delete_faces(tx, collection_pk, face_ids)
+
+    monkeypatch.setattr(Transaction, "delete_faces", first_batch_queues_a_write)
+    records = retention.enforce_retention(store, now=now)
+    waiter.join()
+
+    assert [r["seq"] for r in records[:2]] == [records[0]["seq"], queued[0]["seq"] + 1]
     store.close()
