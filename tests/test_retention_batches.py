@@ -14,7 +14,7 @@ from facegate.governance import audit
 from facegate.governance import retention
 from facegate.store.database import open_store, sqlite_url
 from facegate.store.migrations import MIGRATIONS, migrate
-from facegate.store.records import FaceRecord
+from facegate.store.records import CollectionRecord, FaceRecord
 from facegate.store.transaction import Transaction
 
 DAY = 86_400.0
@@ -29,14 +29,20 @@ def _faces(collection_pk: int, created_at: list[float]) -> list[FaceRecord]:
     ]
 
 
+def _archive(tx: Transaction) -> CollectionRecord:
+    """A collection that keeps faces for 30 days."""
+    collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
+    tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+    return collection
+
+
 def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps_the_rest(tmp_path, monkeypatch):
     monkeypatch.setattr(retention, "RETENTION_BATCH", 3)
     monkeypatch.setattr(retention, "BATCH_SIZES", (3, 3))
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
     with store.transaction() as tx:
-        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
-        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        collection = _archive(tx)
         due = _faces(collection.pk, [now - 40 * DAY - i for i in range(7)])
         kept = _faces(collection.pk, [now - 10 * DAY, now])
         tx.insert_faces(due + kept)
@@ -60,8 +66,7 @@ def test_batches_shrink_after_a_batch_held_the_lock_too_long_and_grow_after_a_qu
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
     with store.transaction() as tx:
-        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
-        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        collection = _archive(tx)
         tx.insert_faces(_faces(collection.pk, [now - 40 * DAY - i for i in range(16)]))
 
     records = retention.enforce_retention(store, now=now)
@@ -87,8 +92,7 @@ def test_a_face_of_a_user_is_deleted_when_due_the_user_stays_and_each_face_is_lo
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
     with store.transaction() as tx:
-        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
-        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        collection = _archive(tx)
         due, kept = _faces(collection.pk, [now - 40 * DAY, now - 41 * DAY]), _faces(collection.pk, [now])
         tx.insert_faces(due + kept)
         tx.create_user(collection.pk, "alice")
@@ -118,8 +122,7 @@ def test_a_write_waiting_for_the_lock_gets_it_between_two_batches(tmp_path, monk
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
     with store.transaction() as tx:
-        collection = tx.create_collection("default", "archive", "arn:aws:rekognition:us-east-1:000000000000:collection/archive", "m")
-        tx.set_tags(collection.pk, {"facegate:retention-days": "30"})
+        collection = _archive(tx)
         tx.insert_faces(_faces(collection.pk, [now - 40 * DAY - i for i in range(6)]))
     queued: list[dict] = []
     waiter = threading.Thread(target=lambda: queued.append(store.append_audit_grouped(audit.administrative("test:Queued", {}))))
