@@ -37,7 +37,6 @@ def _archive(tx: Transaction) -> CollectionRecord:
 
 
 def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps_the_rest(tmp_path, monkeypatch):
-    monkeypatch.setattr(retention, "RETENTION_BATCH", 3)
     monkeypatch.setattr(retention, "BATCH_SIZES", (3, 3))
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
@@ -59,9 +58,8 @@ def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps
 
 
 @pytest.mark.parametrize(("batch_seconds", "sizes"), [(0.0, [8, 4, 2, 1, 1]), (float("inf"), [8, 8])])
-def test_batches_shrink_after_a_batch_held_the_lock_too_long_and_grow_after_a_quick_one(tmp_path, monkeypatch, batch_seconds, sizes):
-    monkeypatch.setattr(retention, "RETENTION_BATCH", 8)
-    monkeypatch.setattr(retention, "BATCH_SIZES", (1, 16))
+def test_batches_shrink_after_a_batch_held_the_lock_too_long_and_never_grow_past_the_largest(tmp_path, monkeypatch, batch_seconds, sizes):
+    monkeypatch.setattr(retention, "BATCH_SIZES", (1, 8))
     monkeypatch.setattr(retention, "BATCH_SECONDS", batch_seconds)
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
@@ -116,7 +114,6 @@ def test_a_face_of_a_user_is_deleted_when_due_the_user_stays_and_each_face_is_lo
 def test_a_write_waiting_for_the_lock_gets_it_between_two_batches(tmp_path, monkeypatch):
     """Without a pause the sweep took the lock straight back, and a queued request's audit
     record waited for every batch after the one it queued behind."""
-    monkeypatch.setattr(retention, "RETENTION_BATCH", 2)
     monkeypatch.setattr(retention, "BATCH_SIZES", (2, 2))
     monkeypatch.setattr(retention, "BATCH_PAUSE_SECONDS", 0.5)  # ample for the waiter to be scheduled
     store = open_store(sqlite_url(tmp_path))
