@@ -57,22 +57,34 @@ def test_a_sweep_larger_than_a_batch_deletes_every_due_face_in_batches_and_keeps
     store.close()
 
 
-@pytest.mark.parametrize(("batch_seconds", "sizes"), [(0.0, [8, 4, 2, 1, 1]), (float("inf"), [8, 8])])
-def test_batches_shrink_after_a_batch_held_the_lock_too_long_and_never_grow_past_the_largest(tmp_path, monkeypatch, batch_seconds, sizes):
-    monkeypatch.setattr(retention, "BATCH_SIZES", (1, 8))
+@pytest.mark.parametrize(("batch_seconds", "sizes"), [(0.0, [1] * 12), (float("inf"), [1, 2, 4, 4, 1])])
+def test_a_sweep_starts_with_the_smallest_batch_and_grows_only_while_batches_are_quick(tmp_path, monkeypatch, batch_seconds, sizes):
+    monkeypatch.setattr(retention, "BATCH_SIZES", (1, 4))
     monkeypatch.setattr(retention, "BATCH_SECONDS", batch_seconds)
     store = open_store(sqlite_url(tmp_path))
     now = 1_800_000_000.0
     with store.transaction() as tx:
         collection = _archive(tx)
-        tx.insert_faces(_faces(collection.pk, [now - 40 * DAY - i for i in range(16)]))
+        tx.insert_faces(_faces(collection.pk, [now - 40 * DAY - i for i in range(12)]))
 
-    records = retention.enforce_retention(store, now=now)
+    heard: list[tuple[int, float]] = []
+    records = retention.enforce_retention(store, now=now, on_batch=lambda faces, held: heard.append((faces, held)))
 
     assert [r["summary"]["faces_deleted"] for r in records] == sizes
+    assert [faces for faces, _ in heard] == sizes and all(held > 0 for _, held in heard)
     with store.reader() as tx:
         assert tx.list_faces(collection.pk, None, 100) == []
     store.close()
+
+
+@pytest.mark.parametrize(("size", "held_seconds", "following"), [
+    (64, 0.051, 32), (16, 1.0, 16),  # too long: halved, never below the smallest
+    (128, 0.03, 128),  # between half the budget and the budget: kept
+    (32, 0.01, 64), (250, 0.0, 250),  # quick: doubled, never past the largest
+])
+def test_the_next_batch_follows_how_long_the_last_held_the_lock(size, held_seconds, following):
+    assert retention.BATCH_SIZES == (16, 250) and retention.BATCH_SECONDS == 0.05
+    assert retention._next_batch_size(size, held_seconds) == following
 
 
 def test_a_database_from_before_v5_gains_the_index_on_face_age(tmp_path):

@@ -219,15 +219,18 @@ def searches_beside_a_retention_sweep(search: Callable[[], Any], database_url: s
     """SearchFaces over the wire, one after another, while another process's retention sweep
     (as ``facegate retention enforce`` runs it, 100 days from now) deletes the aged faces, in
     batches whose audit records take the same write lock as the searches' own: latency p50,
-    p99 and the worst, with the sweep's duration and faces deleted."""
+    p99 and the worst, with the sweep's duration, faces deleted, and how long its batches
+    held the lock (the longest bounds what a search could have waited behind one)."""
     writer = open_store(database_url, load_index=False)  # as the CLI opens it: the sweep searches nothing
     done = threading.Event()
     outcome: dict[str, float] = {}
+    held: list[float] = []
 
     def sweep() -> None:
         start = time.perf_counter()
         try:
-            records = enforce_retention(writer, now=time.time() + (DEFAULT_RETENTION_DAYS - AGED_DAYS + 5) * 86_400)
+            records = enforce_retention(writer, now=time.time() + (DEFAULT_RETENTION_DAYS - AGED_DAYS + 5) * 86_400,
+                                        on_batch=lambda _faces, seconds: held.append(seconds))
             outcome["faces_deleted"] = sum(r["summary"]["faces_deleted"] for r in records)
         finally:
             outcome["seconds"] = time.perf_counter() - start
@@ -248,7 +251,9 @@ def searches_beside_a_retention_sweep(search: Callable[[], Any], database_url: s
     return {"search_faces_beside_retention_sweep_p50_ms": float(np.percentile(timed, 50)),
             "search_faces_beside_retention_sweep_p99_ms": float(np.percentile(timed, 99)),
             "search_faces_beside_retention_sweep_max_ms": float(timed.max()),
-            "retention_sweep_s": outcome["seconds"], "retention_sweep_faces_deleted": outcome["faces_deleted"]}
+            "retention_sweep_s": outcome["seconds"], "retention_sweep_faces_deleted": outcome["faces_deleted"],
+            "retention_batches": len(held), "retention_batch_held_p50_ms": float(np.percentile(held, 50) * 1000),
+            "retention_batch_held_max_ms": float(max(held) * 1000)}
 
 
 def _descriptor(engine: FaceEngine, photo: bytes) -> np.ndarray | None:

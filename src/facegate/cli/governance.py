@@ -431,10 +431,25 @@ def retention() -> None:
 @retention.command("enforce")
 @_data_dir
 def retention_enforce(data_dir: Path | None) -> None:
-    """Sweep now; every deletion is audited. The server also sweeps at start-up and hourly."""
+    """Sweep now; every deletion is audited. The server also sweeps at start-up and hourly.
+    Faces past retention go in small batches, each its own transaction and audit record, so
+    a server on the same database keeps answering while a large sweep runs."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from facegate.governance.retention import enforce_retention
 
     store, _ = existing_data_dir(data_dir)
-    records = enforce_retention(store, now=time.time())
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True),
+                  transient=True) as progress:
+        task = progress.add_task("sweeping: 0 faces past retention deleted", total=None)
+        deleted_so_far = 0
+
+        def batch_done(faces: int, _held_seconds: float) -> None:
+            nonlocal deleted_so_far
+            deleted_so_far += faces
+            progress.update(task, description=f"sweeping: {deleted_so_far} faces past retention deleted")
+
+        records = enforce_retention(store, now=time.time(), on_batch=batch_done)
     deleted = sum(r["summary"]["faces_deleted"] for r in records)
     click.echo(f"deleted {deleted} face(s) in {len(records)} sweep(s) (collections past retention, expired consents)")
