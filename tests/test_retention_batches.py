@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import inspect
 
 from facegate.governance import audit
 from facegate.governance import retention
+from facegate.governance.identity import create_organization
 from facegate.store.database import open_store, sqlite_url
 from facegate.store.migrations import MIGRATIONS, migrate
 from facegate.store.records import CollectionRecord, FaceRecord
@@ -148,4 +150,26 @@ def test_a_write_waiting_for_the_lock_gets_it_between_two_batches(tmp_path, monk
     waiter.join()
 
     assert [r["seq"] for r in records[:2]] == [records[0]["seq"], queued[0]["seq"] + 1]
+    store.close()
+
+
+def test_revoking_a_consent_deletes_its_faces_in_every_collection_of_the_organisation_and_only_those(tmp_path):
+    store = open_store(sqlite_url(tmp_path))
+    create_organization(store, "acme", "commercial")
+    retention.add_consent(store, "acme", "consent-7", "employee 7", expires_at=1_900_000_000.0)
+    with store.transaction() as tx:
+        staff = tx.create_collection("acme", "staff", "arn:aws:rekognition:us-east-1:000000000000:collection/staff", "m")
+        visitors = tx.create_collection("acme", "visitors", "arn:aws:rekognition:us-east-1:000000000000:collection/visitors", "m")
+        covered = [replace(f, external_image_id="consent-7") for f in _faces(staff.pk, [1.0, 2.0]) + _faces(visitors.pk, [3.0])]
+        others = [replace(f, external_image_id="consent-8") for f in _faces(staff.pk, [4.0])]
+        tx.insert_faces(covered + others)
+
+    record = retention.revoke_consent(store, "acme", "consent-7")
+
+    assert sorted(record["summary"]["face_ids"]) == sorted(f.face_id for f in covered)
+    with store.reader() as tx:
+        assert [f.face_id for f in tx.list_faces(staff.pk, None, 10)] == [others[0].face_id]
+        assert tx.list_faces(visitors.pk, None, 10) == []
+        assert audit.verify(audit.stored_records(tx), audit.head(tx)).ok
+    assert store.index_disagreements() == []
     store.close()

@@ -144,8 +144,11 @@ def _end_consent(
     """Mark the consent ended, delete every face indexed under it, and audit both."""
     tx.revoke_consent(organization, consent_id, at=now)
     faces = tx.faces_with_external_id(organization, consent_id)
+    by_collection: dict[int, list[str]] = {}
     for face in faces:
-        tx.delete_faces(face.collection_pk, [face.face_id])
+        by_collection.setdefault(face.collection_pk, []).append(face.face_id)
+    for collection_pk, face_ids in by_collection.items():  # one statement a collection, not one a face
+        tx.delete_faces(collection_pk, face_ids)
     return audit.append(tx, {
         **SWEEPER, "key_id": actor, "organization": organization, "operation": operation,
         "collection": None, "status": 200, "error_type": None, "policies": ["consent"],
