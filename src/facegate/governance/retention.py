@@ -34,10 +34,10 @@ on 2 busy cores: 94 ms per batch of 250, 144 ms per 500; at 10M faces, 47 ms per
 3.0 s) but let the worst search beside it wait 197 ms, against 137 ms. Below 16 faces a
 batch's fixed costs (its audit record, its commit and fsync) are most of it.
 
-A sweep starts with the fewest and doubles while batches are quick: its first batch reads
-pages nothing has read yet, and measured at 10M faces (2026-12-08), a first batch of 250 took
-118 ms, where the 170 after it took 39 ms at p50, and the worst search beside the sweep waited
-for that first batch (128 ms). Reaching 250 costs four batches more."""
+A sweep starts with the fewest and doubles while batches are quick, so that no batch is large
+before one has been timed. Measured at 10M faces (2026-12-08), a first batch of 250 took 118 ms,
+where the 170 after it took 39 ms at p50, and the worst search beside the sweep waited for that
+first batch (128 ms). Reaching 250 costs four batches more."""
 BATCH_SECONDS = 0.05
 """How long a batch should hold the write lock at most. What a batch costs depends on the disk,
 the collection's size and what else runs, so the size follows the time: a batch that took
